@@ -1,0 +1,3 @@
+from minibn.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""Which array library minibn computes with: NumPy on the CPU, CuPy on a GPU.
+
+Every op is written once against ``xp``, the array module of its inputs
+(``array_module(x)``), so the same code runs on both. CuPy is imported lazily,
+only when asked for, so ``import minibn`` never needs it.
+"""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import numpy as np
+
+BACKENDS = ("auto", "numpy", "cupy")
+
+
+class BackendError(RuntimeError):
+    """The requested backend cannot run here; the message says why and what to do."""
+
+
+_current: ModuleType | None = None  # resolved on first use, so importing minibn imports no CuPy
+_reason = ""
+
+
+def _import_cupy() -> ModuleType:
+    """Import CuPy and check that a CUDA device answers, or raise BackendError."""
+    try:
+        import cupy
+    except ImportError as error:
+        raise BackendError(
+            f"CuPy is not installed ({error}); install it with "
+            "`pip install minibn[cuda12]` or `pip install minibn[cuda13]` to match your CUDA"
+        ) from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+        if count == 0:
+            raise BackendError("CuPy is installed but sees no CUDA device; use --backend numpy")
+        cupy.zeros(1).sum().item()  # touch the device once: driver/toolkit mismatches surface here
+    except BackendError:
+        raise
+    except Exception as error:  # CUDA driver errors come in many classes
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise BackendError(
+            f"CuPy is installed but no usable CUDA device was found ({message}); use --backend numpy"
+        ) from None
+    return cupy
+
+
+def use_backend(name: str | None = None) -> ModuleType:
+    """Select the array library: "numpy", "cupy" or "auto" (CuPy if a GPU works, else NumPy).
+
+    With no name, $MINIBN_BACKEND is used, and "numpy" if that is unset (like PyTorch,
+    the library computes on the CPU unless told otherwise; the CLI defaults to "auto").
+    Returns the chosen module. Raises BackendError if "cupy" cannot run here.
+    """
+    global _current, _reason
+    name = (name or os.environ.get("MINIBN_BACKEND") or "numpy").lower()
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "numpy":
+        _current, _reason = np, "asked for numpy"
+    elif name == "cupy":
+        _current, _reason = _import_cupy(), "asked for cupy"
+    else:
+        try:
+            _current, _reason = _import_cupy(), "auto: CuPy imports and a CUDA device works"
+        except BackendError as why:
+            _current, _reason = np, f"auto: fell back to NumPy because {why}"
+    return _current
+
+
+def xp() -> ModuleType:
+    """The array module of the current backend (numpy or cupy)."""
+    if _current is None:
+        use_backend()
+    return _current
+
+
+def backend_name() -> str:
+    return xp().__name__
+
+
+def backend_reason() -> str:
+    return _reason
+
+
+def is_cupy_array(array) -> bool:
+    return type(array).__module__.startswith("cupy")
+
+
+def array_module(array) -> ModuleType:
+    """numpy or cupy, whichever owns ``array`` (Chainer's get_array_module)."""
+    if is_cupy_array(array):
+        import cupy
+        return cupy
+    return np
+
+
+def to_device(array, dtype=None):
+    """Copy a host (or device) array to the current backend."""
+    return xp().asarray(array, dtype=dtype)
+
+
+def to_host(array) -> np.ndarray:
+    """A NumPy copy of ``array`` (a no-op view for NumPy arrays)."""
+    if is_cupy_array(array):
+        return array.get()
+    return np.asarray(array)
+
+
+def synchronize() -> None:
+    """Wait for the GPU to finish queued work (no-op on NumPy). Needed before reading a clock."""
+    if xp() is not np:
+        _current.cuda.get_current_stream().synchronize()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the backend's global random generator (NumPy's legacy one, and CuPy's if active)."""
+    np.random.seed(seed)
+    if xp() is not np:
+        _current.random.seed(seed)
+
+
+def device_description() -> dict:
+    """Name and memory of the current device, for `minibn info` and benchmarks."""
+    if xp() is np:
+        import platform
+        return {"device": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    cupy = _current
+    device = cupy.cuda.Device()
+    props = cupy.cuda.runtime.getDeviceProperties(device.id)
+    free, total = device.mem_info
+    return {"device": props["name"].decode(), "memory_gib": round(total / 2**30, 1),
+            "free_gib": round(free / 2**30, 1), "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()}

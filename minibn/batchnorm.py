@@ -1,0 +1,92 @@
+"""Batch normalization as one fused op (forward and backward in one Function each).
+
+x is (N, C, H, W) or (N, C). Statistics are per channel c, over the M = N*H*W
+(or N) values of that channel. gamma (C,) and beta (C,) are the learned scale and
+shift; running_mean and running_var (C,) are buffers updated in place.
+"""
+from __future__ import annotations
+
+from minibn import kernels
+from minibn.backend import array_module
+from minibn.tensor import Context, Function, Tensor
+
+
+def _channel_axes_and_shape(x):
+    if x.ndim == 4:
+        return (0, 2, 3), (1, x.shape[1], 1, 1)
+    if x.ndim == 2:
+        return (0,), (1, x.shape[1])
+    raise ValueError(f"batch_norm expects (N, C) or (N, C, H, W) input, got shape {x.shape}")
+
+
+class BatchNorm(Function):
+    """y = gamma * xhat + beta with xhat = (x - mean) / sqrt(var + eps).
+
+    Training mode uses the batch mean and biased variance and updates the buffers
+    (running = (1 - momentum) running + momentum batch, the variance unbiased by M/(M-1),
+    as PyTorch does). Eval mode uses the running statistics.
+
+    Backward, with g = dL/dy, sums over the M values of each channel and s = 1/sqrt(var+eps):
+      dbeta  = sum(g)
+      dgamma = sum(g * xhat)
+      eval:  dx = gamma * s * g                                   (mean, var are constants)
+      train: dx = gamma * s / M * (M g - dbeta - xhat * dgamma)
+    The train formula: xhat depends on x directly and through mean and var. Writing
+    dxhat = gamma g, the chain rule gives dx = s (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),
+    and mean(dxhat) = gamma dbeta / M, mean(dxhat xhat) = gamma dgamma / M.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, gamma, beta, running_mean, running_var, training=True,
+                momentum=0.1, eps=1e-5):
+        axes, shape = _channel_axes_and_shape(x)
+        m = x.size // x.shape[1]
+        if training:
+            if m < 2:
+                raise ValueError("batch_norm in training mode needs more than one value per channel")
+            if kernels.enabled_for(x) and x.ndim == 4:
+                y, xhat, inv_std, mean, var = kernels.batch_norm_train_forward(x, gamma, beta, eps)
+            else:
+                mean = x.mean(axis=axes)
+                centered = x - mean.reshape(shape)
+                var = (centered * centered).mean(axis=axes)
+                inv_std = 1 / array_module(x).sqrt(var + eps)
+                xhat = centered * inv_std.reshape(shape)
+                y = xhat * gamma.reshape(shape) + beta.reshape(shape)
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+            running_var *= 1 - momentum
+            running_var += momentum * var * (m / (m - 1))
+        else:
+            inv_std = 1 / array_module(x).sqrt(running_var + eps)
+            xhat = (x - running_mean.reshape(shape)) * inv_std.reshape(shape)
+            y = xhat * gamma.reshape(shape) + beta.reshape(shape)
+        ctx.save_for_backward(xhat, inv_std, gamma)
+        ctx.training, ctx.axes, ctx.shape, ctx.m = training, axes, shape, m
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        xhat, inv_std, gamma = ctx.saved
+        needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
+        if kernels.enabled_for(g) and ctx.training and g.ndim == 4:
+            return kernels.batch_norm_train_backward(g, xhat, inv_std, gamma, needs_x, needs_gamma, needs_beta)
+        shape, m = ctx.shape, ctx.m
+        dbeta = g.sum(axis=ctx.axes)
+        dgamma = (g * xhat).sum(axis=ctx.axes)
+        dx = None
+        if needs_x:
+            scale = (gamma * inv_std).reshape(shape)
+            if ctx.training:
+                dx = scale / m * (m * g - dbeta.reshape(shape) - xhat * dgamma.reshape(shape))
+            else:
+                dx = scale * g
+        return dx, (dgamma if needs_gamma else None), (dbeta if needs_beta else None)
+
+
+def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean, running_var, training: bool,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each channel of ``x``; see BatchNorm. ``running_mean``/``running_var`` are arrays
+    updated in place in training mode (also when gamma and beta are frozen)."""
+    return BatchNorm.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
+                           training=training, momentum=momentum, eps=eps)

@@ -1,0 +1,111 @@
+"""Layers as functions on Tensors: relu, linear, conv2d, batch_norm, pooling, losses.
+
+conv2d lives in conv.py and batch_norm in batchnorm.py; they are gathered here so
+that ``minibn.functional`` reads like ``torch.nn.functional``.
+"""
+from __future__ import annotations
+
+from minibn import ops
+from minibn.backend import array_module
+from minibn.batchnorm import batch_norm
+from minibn.conv import conv2d, conv2d_naive
+from minibn.tensor import Context, Function, Tensor
+
+__all__ = ["relu", "linear", "conv2d", "conv2d_naive", "batch_norm", "global_avg_pool2d",
+           "log_softmax", "cross_entropy"]
+
+
+def relu(x: Tensor) -> Tensor:
+    return ops.ReLU.apply(x)
+
+
+class Linear(Function):
+    """out = x @ W^T + b.  x (N, in), W (out, in), b (out,) -> out (N, out).
+
+    dx = g @ W (N, in),  dW = g^T @ x (out, in),  db = g summed over N.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, weight, bias=None):
+        needs_x, needs_w = ctx.needs_input_grad[:2]
+        ctx.save_for_backward(x if needs_w else None, weight if needs_x else None)
+        out = x @ weight.T
+        return out if bias is None else out + bias
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        x, weight = ctx.saved
+        dx = g @ weight if ctx.needs_input_grad[0] else None
+        dw = g.T @ x if ctx.needs_input_grad[1] else None
+        db = g.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
+
+
+def global_avg_pool2d(x: Tensor) -> Tensor:
+    """(N, C, H, W) -> (N, C): the mean of each feature map (the ResNet head's pooling)."""
+    return x.mean(axis=(2, 3))
+
+
+def _log_softmax(x, axis):
+    shifted = x - x.max(axis=axis, keepdims=True)  # exp never overflows
+    return shifted - array_module(x).log(array_module(x).exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """out = x - logsumexp(x) along ``axis``.  dx = g - softmax(x) * sum(g) along ``axis``."""
+
+    @staticmethod
+    def forward(ctx: Context, x, axis=-1):
+        out = _log_softmax(x, axis)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        (out,) = ctx.saved
+        return g - array_module(g).exp(out) * g.sum(axis=ctx.axis, keepdims=True)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return LogSoftmax.apply(x, axis=axis)
+
+
+class CrossEntropy(Function):
+    """loss = mean over the batch of -log softmax(logits)[label].
+
+    logits (N, K), labels (N,) integers in [0, K) -> a scalar.
+    dlogits = g * (softmax(logits) - onehot(labels)) / N.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, logits, labels):
+        xp = array_module(logits)
+        n, k = logits.shape
+        labels = xp.asarray(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"cross_entropy: labels must have shape ({n},), got {labels.shape}")
+        log_probs = _log_softmax(logits, axis=1)
+        rows = xp.arange(n)
+        ctx.save_for_backward(log_probs, labels)
+        return -log_probs[rows, labels].mean()
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        log_probs, labels = ctx.saved
+        xp = array_module(log_probs)
+        n = log_probs.shape[0]
+        dlogits = xp.exp(log_probs)
+        dlogits[xp.arange(n), labels] -= 1
+        return dlogits * (g / n)
+
+
+def cross_entropy(logits: Tensor, labels) -> Tensor:
+    """Softmax cross-entropy with integer class labels, averaged over the batch (fused, stable)."""
+    if isinstance(labels, Tensor):
+        labels = labels.data
+    return CrossEntropy.apply(logits, labels=labels)

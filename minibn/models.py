@@ -1,0 +1,147 @@
+"""The CIFAR ResNet of the recipe (depth 6n+2) and the experiment's trainable-parameter modes."""
+from __future__ import annotations
+
+import numpy as np
+
+from minibn import functional as F
+from minibn import nn
+from minibn.backend import to_device
+
+MODES = ("all", "bn", "bn+output", "output", "random")
+
+
+def valid_depths(up_to: int = 900) -> list[int]:
+    return list(range(8, up_to + 1, 6))
+
+
+class BasicBlock(nn.Module):
+    """conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, then ReLU (He et al. 2016).
+
+    The shortcut is the identity, or, where the block halves the map and widens the
+    channels, a 1x1 conv with stride 2 followed by BN (``shortcut.0`` and ``shortcut.1``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, rng: np.random.Generator):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, rng=rng)
+        self.bn1 = nn.BatchNorm2d(out_channels, rng=rng)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, rng=rng)
+        self.bn2 = nn.BatchNorm2d(out_channels, rng=rng)
+        self.shortcut = None
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, rng=rng),
+                                          nn.BatchNorm2d(out_channels, rng=rng))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class CifarResNet(nn.Module):
+    """(N, 3, 32, 32) images -> (N, num_classes) logits; three stages of W, 2W, 4W channels."""
+
+    def __init__(self, depth: int, width: int = 16, num_classes: int = 10, seed: int | None = 0):
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"depth must be 6n+2 (8, 14, 20, 26, 32, 44, 56, 110, ...), got {depth}")
+        if width < 1 or num_classes < 1:
+            raise ValueError(f"width and num_classes must be positive, got {width} and {num_classes}")
+        rng = np.random.default_rng(seed)
+        blocks = (depth - 2) // 6
+        self.depth, self.width = depth, width
+        self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, rng=rng)
+        self.bn1 = nn.BatchNorm2d(width, rng=rng)
+        channels = width
+        for stage, stage_width in enumerate((width, 2 * width, 4 * width), start=1):
+            layer = []
+            for i in range(blocks):
+                stride = 2 if stage > 1 and i == 0 else 1
+                layer.append(BasicBlock(channels, stage_width, stride, rng))
+                channels = stage_width
+            setattr(self, f"layer{stage}", nn.Sequential(*layer))
+        self.fc = nn.Linear(channels, num_classes, rng=rng)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        return self.fc(F.global_avg_pool2d(out))
+
+
+def cifar_resnet(depth: int, width: int = 16, num_classes: int = 10, seed: int | None = 0) -> CifarResNet:
+    """The recipe's CIFAR ResNet: He-normal convs and linear, BN gamma ~ U[0, 1), beta = 0."""
+    return CifarResNet(depth, width, num_classes, seed)
+
+
+def set_trainable(model: nn.Module, mode: str, seed: int = 0) -> int:
+    """Freeze and unfreeze parameters for one of the experiment's modes; return the trainable count.
+
+    all: everything. bn: BatchNorm gamma and beta. bn+output: those and the final linear layer.
+    output: the final linear layer. random: BN frozen, and in every conv, for each output
+    channel, 2 random weights of its filter train (a seeded 0/1 mask on the weight).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    rng = np.random.default_rng(seed)
+    count = 0
+    for name, module in model.named_modules():
+        is_bn, is_output = isinstance(module, nn.BatchNorm2d), name == "fc"
+        for attr, p in vars(module).items():
+            if not isinstance(p, nn.Parameter):
+                continue
+            p.mask, p.grad = None, None
+            p.requires_grad = (mode == "all" or (is_bn and mode in ("bn", "bn+output"))
+                               or (is_output and mode in ("output", "bn+output")))
+            if mode == "random" and isinstance(module, nn.Conv2d) and attr == "weight":
+                p.mask = to_device(_two_per_output_channel(rng, p.shape), dtype=p.dtype)
+                p.requires_grad = True
+            if p.requires_grad:
+                count += p.size if p.mask is None else int(p.mask.sum())
+    return count
+
+
+def _two_per_output_channel(rng: np.random.Generator, shape) -> np.ndarray:
+    out_channels, fan_in = shape[0], int(np.prod(shape[1:]))
+    mask = np.zeros((out_channels, fan_in), dtype=np.float32)
+    for o in range(out_channels):
+        mask[o, rng.choice(fan_in, size=2, replace=False)] = 1
+    return mask.reshape(shape)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Parameter counts by kind, as in the recipe's table."""
+    counts = {"conv": 0, "bn": 0, "linear": 0}
+    for module in model.modules():
+        kind = {nn.Conv2d: "conv", nn.BatchNorm2d: "bn", nn.Linear: "linear"}.get(type(module))
+        if kind:
+            counts[kind] += sum(p.size for p in vars(module).values() if isinstance(p, nn.Parameter))
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def model_checks(seed: int = 0):
+    """Gradient checks of the layers and of a tiny ResNet (depth 8, width 4) end to end."""
+    from minibn.checks import Check
+    rng = np.random.default_rng(seed)
+
+    def module_check(name, module, x, loss_of_output):
+        module.double()
+        params = dict(module.named_parameters())
+        return Check(name, lambda x, *ps: loss_of_output(module(x)), [x, *params.values()],
+                     names=["x", *params], max_elements=12)
+
+    labels = rng.integers(0, 10, size=4)
+    tiny = cifar_resnet(8, width=4, seed=seed)
+    for module in tiny.modules():  # move BN away from the recipe's gamma ~ 0, beta = 0: ReLU kinks sit there
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.data[...] = to_device(rng.uniform(0.5, 1.5, module.weight.shape))
+            module.bias.data[...] = to_device(rng.normal(0, 0.5, module.bias.shape))
+    return [
+        module_check("nn.Conv2d 3x3 s=2 p=1", nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=True, rng=rng),
+                     rng.standard_normal((2, 3, 5, 6)), lambda out: out),
+        module_check("nn.BatchNorm2d (train)", nn.BatchNorm2d(3, rng=rng), rng.standard_normal((4, 3, 3, 2)),
+                     lambda out: out),
+        module_check("nn.Linear", nn.Linear(6, 4, rng=rng), rng.standard_normal((3, 6)), lambda out: out),
+        module_check("cifar_resnet(8, width=4) + loss", tiny, rng.standard_normal((4, 3, 8, 8)),
+                     lambda logits: F.cross_entropy(logits, labels)),
+    ]

@@ -1,0 +1,260 @@
+"""Modules in the style of torch.nn: Parameter, Module, Sequential, Conv2d, BatchNorm2d, Linear, ReLU.
+
+A Module finds its parameters, buffers and sub-modules by looking at its own
+attributes (``vars(self)``), in the order they were set: no registration magic.
+Buffers (BatchNorm's running statistics) are plain arrays whose names a module
+lists with ``register_buffer``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from typing import Iterator
+
+import numpy as np
+
+from minibn import backend
+from minibn import functional as F
+from minibn.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module trains: requires_grad=True unless frozen.
+
+    ``mask`` (None or a 0/1 array of the same shape) limits training to some elements:
+    the optimizer never changes an element whose mask is 0 (the `random` mode).
+    """
+
+    def __init__(self, data, requires_grad: bool = True):
+        super().__init__(data, requires_grad=requires_grad)
+        self.mask = None
+
+
+class Module:
+    training = True
+
+    def __init__(self):
+        self._buffer_names: list[str] = []
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def register_buffer(self, name: str, array) -> None:
+        """Keep ``array`` as ``self.<name>``: state that is saved and moved but not trained."""
+        setattr(self, name, array)
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+
+    # ---- walking the tree of modules -----------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator["Module"]:
+        return (module for _, module in self.named_modules())
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) pairs, e.g. ("layer1.0.bn1.weight", ...), in definition order."""
+        for prefix, module in self.named_modules():
+            for name, value in vars(module).items():
+                if isinstance(value, Parameter):
+                    yield (f"{prefix}.{name}" if prefix else name), value
+
+    def parameters(self) -> Iterator[Parameter]:
+        return (p for _, p in self.named_parameters())
+
+    def named_buffers(self) -> Iterator[tuple[str, object]]:
+        """Buffers, then the masks of masked parameters (saved as "<name>_mask", as PyTorch's pruning does)."""
+        for prefix, module in self.named_modules():
+            for name in module._buffer_names:
+                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
+        for name, p in self.named_parameters():
+            if p.mask is not None:
+                yield f"{name}_mask", p.mask
+
+    # ---- modes and gradients -------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    # ---- state ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers as NumPy arrays (host copies), by dotted name."""
+        state = {name: backend.to_host(p.data).copy() for name, p in self.named_parameters()}
+        state.update({name: backend.to_host(b).copy() for name, b in self.named_buffers()})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy arrays into the parameters and buffers in place; names and shapes must match."""
+        params = dict(self.named_parameters())
+        buffers = dict(self.named_buffers())
+        masks = {name[:-len("_mask")]: array for name, array in state.items()
+                 if name.endswith("_mask") and name[:-len("_mask")] in params}
+        expected = set(params) | {n for n in buffers if not n.endswith("_mask")}
+        given = set(state) - {f"{n}_mask" for n in masks}
+        if expected != given:
+            missing, unexpected = sorted(expected - given), sorted(given - expected)
+            raise KeyError(f"state dict does not match the model: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+        for name, target in list(params.items()) + [(n, b) for n, b in buffers.items() if n in given]:
+            array = state[name]
+            data = target.data if isinstance(target, Tensor) else target
+            if tuple(array.shape) != tuple(data.shape):
+                raise ValueError(f"{name}: shape {tuple(array.shape)} in the state dict, "
+                                 f"{tuple(data.shape)} in the model")
+            data[...] = backend.to_device(array, dtype=data.dtype)
+        for name, p in params.items():
+            p.mask = backend.to_device(masks[name], dtype=p.dtype) if name in masks else None
+
+    def to(self, dtype) -> "Module":
+        """Cast parameters, masks and buffers to ``dtype`` (float32 to train, float64 to check)."""
+        for module in self.modules():
+            for name, value in vars(module).items():
+                if isinstance(value, Parameter):
+                    value.data = value.data.astype(dtype)
+                    value.grad = None
+                    if value.mask is not None:
+                        value.mask = value.mask.astype(dtype)
+            for name in module._buffer_names:
+                setattr(module, name, getattr(module, name).astype(dtype))
+        return self
+
+    def double(self) -> "Module":
+        return self.to(np.float64)
+
+    def float(self) -> "Module":
+        return self.to(np.float32)
+
+    def save(self, path: str) -> None:
+        save(self.state_dict(), path)
+
+    def load(self, path: str) -> None:
+        self.load_state_dict(load(path))
+
+
+def save(arrays: dict[str, np.ndarray], path: str) -> None:
+    """Write a dict of arrays to ``path`` as .npz, atomically (a crash leaves the old file whole)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: backend.to_host(v) for k, v in arrays.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load(path: str) -> dict[str, np.ndarray]:
+    """Read a .npz written by ``save``. Pickled objects are refused (allow_pickle=False)."""
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+class Sequential(Module):
+    """Modules applied one after another; the i-th is the attribute "i" (names like "shortcut.0")."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, module in enumerate(modules):
+            setattr(self, str(i), module)
+
+    def __getitem__(self, i: int) -> Module:
+        return getattr(self, str(i))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.named_children())
+
+    def forward(self, x):
+        for _, module in self.named_children():
+            x = module(x)
+        return x
+
+
+def _kaiming_normal(rng: np.random.Generator, shape, fan_in: int) -> np.ndarray:
+    """He initialization: N(0, 2 / fan_in), right for layers followed by ReLU."""
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
+class Conv2d(Module):
+    """A 2-D convolution layer; weight (O, C, k, k), He-normal init. ``rng`` makes init repeatable."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = False, rng: np.random.Generator | None = None):
+        super().__init__()
+        rng = rng or np.random.default_rng()
+        fan_in = in_channels * kernel_size * kernel_size
+        self.weight = Parameter(_kaiming_normal(rng, (out_channels, in_channels, kernel_size, kernel_size), fan_in))
+        bound = 1 / math.sqrt(fan_in)
+        self.bias = Parameter(rng.uniform(-bound, bound, out_channels).astype(np.float32)) if bias else None
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+
+
+class BatchNorm2d(Module):
+    """BatchNorm over channels: weight = gamma ~ U[0, 1), bias = beta = 0 (the recipe's init).
+
+    Works on (N, C, H, W) and (N, C). The running statistics update in every training
+    forward, also when gamma and beta are frozen.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 rng: np.random.Generator | None = None):
+        super().__init__()
+        rng = rng or np.random.default_rng()
+        self.weight = Parameter(rng.uniform(0.0, 1.0, num_features).astype(np.float32))
+        self.bias = Parameter(np.zeros(num_features, dtype=np.float32))
+        self.register_buffer("running_mean", backend.to_device(np.zeros(num_features, dtype=np.float32)))
+        self.register_buffer("running_var", backend.to_device(np.ones(num_features, dtype=np.float32)))
+        self.eps, self.momentum = eps, momentum
+
+    def forward(self, x):
+        return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+                            training=self.training, momentum=self.momentum, eps=self.eps)
+
+
+class Linear(Module):
+    """out = x W^T + b; weight He-normal, bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 rng: np.random.Generator | None = None):
+        super().__init__()
+        rng = rng or np.random.default_rng()
+        self.weight = Parameter(_kaiming_normal(rng, (out_features, in_features), in_features))
+        bound = 1 / math.sqrt(in_features)
+        self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(np.float32)) if bias else None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)

@@ -1,0 +1,276 @@
+"""Tensor, Function and the backward engine: the whole of minibn's autograd.
+
+A Tensor holds an array (``.data``) of the current backend. Calling an op runs a
+``Function``: its ``forward`` computes on arrays and saves what ``backward`` will
+need on a ``Context``. The output Tensor remembers that context, and so the graph
+is built as the program runs. ``Tensor.backward()`` walks that graph from the
+output back to the leaves, calls each ``backward`` once, and adds the gradients
+into the leaves' ``.grad`` arrays.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+
+from minibn import backend
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block ops build no graph and save nothing (use it for evaluation)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class Context:
+    """What one op call keeps for its backward: saved arrays and which inputs need gradients."""
+
+    def __init__(self, needs_input_grad: tuple[bool, ...]):
+        self.needs_input_grad = needs_input_grad
+        self.requires_grad = any(needs_input_grad)
+        self.saved: tuple = ()
+        self.parents: tuple[Tensor, ...] = ()
+
+    def save_for_backward(self, *arrays) -> None:
+        if self.requires_grad:  # under no_grad, or with frozen inputs only, keep nothing alive
+            self.saved = arrays
+
+
+class Function:
+    """An op: a ``forward(ctx, *arrays, **options)`` and a ``backward(ctx, grad)`` side by side.
+
+    ``backward`` returns one gradient per array input of ``forward``, each of that
+    input's shape, or None for inputs with ``ctx.needs_input_grad[i]`` False.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, *arrays, **options):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **options) -> "Tensor":
+        dtype = next(x.dtype for x in inputs if isinstance(x, Tensor))
+        # constants (Python numbers, arrays) take the dtype of the tensor operands
+        tensors = tuple(x if isinstance(x, Tensor) else Tensor(backend.to_device(x, dtype)) for x in inputs)
+        needs = tuple(_grad_enabled and t.requires_grad for t in tensors)
+        ctx = Context(needs)
+        with profiler.timing(cls.__name__, "forward"):
+            out = Tensor(cls.forward(ctx, *(t.data for t in tensors), **options))
+        if ctx.requires_grad:
+            out.requires_grad = True
+            out._ctx, out._fn = ctx, cls
+            ctx.parents = tensors
+        return out
+
+
+class Tensor:
+    """An n-dimensional array that can record the ops applied to it.
+
+    ``Tensor(array, requires_grad=False)``: ``array`` is copied to the current backend
+    if it is not there already; its dtype is kept (float32 for training, float64 for
+    gradient checks). After ``loss.backward()``, a leaf with ``requires_grad`` has its
+    gradient in ``.grad``, a plain array of its own shape.
+    """
+
+    __array_priority__ = 1000  # so that numpy_array * tensor calls Tensor.__rmul__
+
+    def __init__(self, data, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            data = data.data
+        if not backend.is_cupy_array(data):
+            data = backend.to_device(data)
+        self.data = data
+        self.grad = None
+        self.requires_grad = requires_grad
+        self._ctx: Context | None = None  # set on outputs of ops that need a backward
+        self._fn: type[Function] | None = None
+
+    # ---- array-like properties -------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    def numpy(self) -> np.ndarray:
+        """A NumPy copy of the data (from the GPU if need be)."""
+        return backend.to_host(self.data)
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def detach(self) -> "Tensor":
+        """The same data, cut off from the graph."""
+        return Tensor(self.data)
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({self.numpy()!r}{grad})"
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    # ---- the backward engine ----------------------------------------------------
+    def backward(self, grad=None) -> None:
+        """Add d(self)/d(leaf) . grad into ``leaf.grad`` for every leaf that requires a gradient.
+
+        ``grad`` is the upstream gradient, of self's shape; it may be omitted for a
+        one-element tensor (a loss), where it is 1.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad: "
+                               "no input of the ops that made it had requires_grad=True")
+        xp = backend.array_module(self.data)
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a one-element tensor, "
+                                   f"got shape {self.shape}; pass grad= of that shape")
+            grad = xp.ones_like(self.data)
+        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
+        _check_shape(grad, self.shape, "the upstream gradient", "backward()")
+
+        grads = {id(self): grad}
+        for node in reversed(_topological_order(self)):
+            node_grad = grads.pop(id(node))
+            if node._ctx is None:  # a leaf: accumulate, so a tensor used twice gets both parts
+                node.grad = node_grad if node.grad is None else node.grad + node_grad
+                continue
+            ctx, fn = node._ctx, node._fn
+            if ctx.saved is None:
+                raise RuntimeError("backward through the same graph a second time: "
+                                   "its saved arrays were freed; run the forward again")
+            with profiler.timing(fn.__name__, "backward"):
+                input_grads = fn.backward(ctx, node_grad)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            ctx.saved = None  # free what forward kept, as soon as it has been used
+            for parent, needed, parent_grad in zip(ctx.parents, ctx.needs_input_grad, input_grads):
+                if not needed:
+                    continue
+                _check_shape(parent_grad, parent.shape, "gradient", f"{fn.__name__}.backward")
+                key = id(parent)
+                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+
+    # ---- operators and methods: each is one Function from minibn.ops ------------
+    def __add__(self, other): return ops.Add.apply(self, other)
+    def __radd__(self, other): return ops.Add.apply(other, self)
+    def __sub__(self, other): return ops.Sub.apply(self, other)
+    def __rsub__(self, other): return ops.Sub.apply(other, self)
+    def __mul__(self, other): return ops.Mul.apply(self, other)
+    def __rmul__(self, other): return ops.Mul.apply(other, self)
+    def __truediv__(self, other): return ops.Div.apply(self, other)
+    def __rtruediv__(self, other): return ops.Div.apply(other, self)
+    def __neg__(self): return ops.Neg.apply(self)
+    def __pow__(self, exponent: float): return ops.Pow.apply(self, exponent=exponent)
+    def __matmul__(self, other): return ops.MatMul.apply(self, other)
+    def __getitem__(self, index): return ops.GetItem.apply(self, index=index)
+
+    def exp(self): return ops.Exp.apply(self)
+    def log(self): return ops.Log.apply(self)
+    def sqrt(self): return ops.Sqrt.apply(self)
+    def relu(self): return ops.ReLU.apply(self)
+
+    def sum(self, axis=None, keepdims=False): return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return ops.Max.apply(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return ops.Reshape.apply(self, shape=tuple(shape))
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return ops.Transpose.apply(self, axes=tuple(axes) if axes else None)
+
+    @property
+    def T(self): return self.transpose()
+
+    def pad(self, pad_width, value=0.0):
+        return ops.Pad.apply(self, pad_width=pad_width, value=value)
+
+
+def _check_shape(grad, shape, what, where) -> None:
+    if tuple(grad.shape) != tuple(shape):
+        raise RuntimeError(f"{where} returned a {what} of shape {tuple(grad.shape)} "
+                           f"for a tensor of shape {tuple(shape)}")
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors of the graph under ``root``, each after all its inputs (iterative DFS,
+    so a graph thousands of ops deep does not hit Python's recursion limit)."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if node._ctx is not None:
+            for parent, needed in zip(node._ctx.parents, node._ctx.needs_input_grad):
+                if needed and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+class _Profiler:
+    """Per-op time, on when MINIBN_PROFILE=1 or via ``minibn bench --profile``.
+
+    It synchronizes the device around every op, so it slows training: use it to
+    see where time goes, never to measure speed.
+    """
+
+    def __init__(self):
+        import os
+        self.enabled = os.environ.get("MINIBN_PROFILE", "") not in ("", "0")
+        self.totals: dict[tuple[str, str], list[float]] = {}
+
+    @contextlib.contextmanager
+    def timing(self, op: str, phase: str):
+        if not self.enabled:
+            yield
+            return
+        backend.synchronize()
+        start = time.perf_counter()
+        yield
+        backend.synchronize()
+        entry = self.totals.setdefault((op, phase), [0.0, 0])
+        entry[0] += time.perf_counter() - start
+        entry[1] += 1
+
+    def reset(self) -> None:
+        self.totals.clear()
+
+
+profiler = _Profiler()
+
+from minibn import ops  # noqa: E402  (ops subclasses Function, defined above)

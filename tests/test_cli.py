@@ -1,0 +1,42 @@
+"""The command line through click's test runner: help, info, gradcheck, and error handling."""
+import sys
+
+from click.testing import CliRunner
+
+from minibn.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_help_lists_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("info", "gradcheck"):
+        assert command in result.output
+
+
+def test_info_on_numpy():
+    result = run("info", "--backend", "numpy")
+    assert result.exit_code == 0
+    assert "numpy" in result.output and "asked for numpy" in result.output
+
+
+def test_gradcheck_passes_and_prints_a_table():
+    result = run("gradcheck", "--backend", "numpy")
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "FAIL" not in result.output and "conv2d" in result.output
+
+
+def test_cupy_without_cupy_is_a_usage_error_not_a_traceback(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    result = run("info", "--backend", "cupy")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: CuPy is not installed")
+    assert "Traceback" not in result.output
+
+
+def test_invalid_backend_choice():
+    result = run("info", "--backend", "tpu")
+    assert result.exit_code == 2 and "Invalid value" in result.output
