@@ -6,7 +6,6 @@ usage error or "Error: ..."), never a traceback.
 from __future__ import annotations
 
 import platform
-import sys
 
 import click
 from rich.console import Console
@@ -125,10 +124,4 @@ def run_checks(checks, title: str) -> int:
 
 gradcheck.params[0].name = "backend_name"
 
-
-def _run():
-    main()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+from minibn import cli_train  # noqa: E402,F401  (registers train and eval on main)

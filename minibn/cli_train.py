@@ -1,0 +1,152 @@
+"""`minibn train` and `minibn eval`: option checking and error reporting around minibn.train."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+from rich.table import Table
+
+from minibn import backend
+from minibn.cli import backend_option, console, main, select_backend
+from minibn.models import MODES, valid_depths
+from minibn.optim import SCHEDULES
+
+
+def check_depth(ctx, param, value):
+    if value is not None and value not in valid_depths(10_000):
+        raise click.BadParameter(f"{value} is not 6n+2; valid depths are 8, 14, 20, 26, 32, 44, 56, 110, ...")
+    return value
+
+
+def load_data(data: str, data_dir: str | None):
+    """The data set for --data: cifar10 (found or downloaded), sample, or auto (cifar10 if found, else sample)."""
+    from minibn.data import DataError, find_cifar10, load_cifar10, load_sample
+    try:
+        if data == "sample":
+            return load_sample()
+        if data == "auto" and find_cifar10(data_dir) is None:
+            console.print("[yellow]CIFAR-10 not found (--data-dir, $MINIBN_DATA, ~/.cache/minibn): training on the "
+                          "bundled sample of 1,000 images. Use --data cifar10 to download the real data set.[/yellow]")
+            return load_sample()
+        return load_cifar10(data_dir, console=console)
+    except DataError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def gpu_memory_error(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+
+
+@main.command()
+@backend_option
+@click.option("--depth", default=20, show_default=True, callback=check_depth, help="ResNet depth, 6n+2.")
+@click.option("--width", default=16, show_default=True, type=click.IntRange(min=1), help="Channels of stage 1.")
+@click.option("--train", "mode", default="bn", show_default=True, type=click.Choice(MODES),
+              help="Which parameters train (the experiment's condition).")
+@click.option("--epochs", default=160, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--weight-decay", default=1e-4, show_default=True, type=click.FloatRange(min=0))
+@click.option("--schedule", default="multistep", show_default=True, type=click.Choice(SCHEDULES),
+              help="multistep: x0.1 at 50% and 75% of the run.")
+@click.option("--warmup-epochs", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Linear learning-rate warmup.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seeds init, the mask and the data order.")
+@click.option("--data", default="auto", show_default=True, type=click.Choice(["auto", "cifar10", "sample"]),
+              help="auto: CIFAR-10 if it is on disk, else the bundled sample; cifar10 downloads it if missing.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding cifar-10-batches-py (or it).")
+@click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images only.")
+@click.option("--test-subset", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<generated name>].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, weight_decay, schedule, warmup_epochs,
+          seed, data, data_dir, subset, test_subset, out, resume):
+    """Train a CIFAR ResNet; by default the paper's recipe, training only BatchNorm."""
+    from minibn.train import (Interrupted, TrainConfig, TrainingStopped, read_checkpoint, run)
+    ctx = click.get_current_context()
+    config = TrainConfig(depth=depth, width=width, train=mode, epochs=epochs, batch_size=batch_size, lr=lr,
+                         momentum=momentum, weight_decay=weight_decay, schedule=schedule,
+                         warmup_epochs=warmup_epochs, seed=seed, data=data, subset=subset, test_subset=test_subset)
+    if resume:
+        if not out:
+            raise click.UsageError("--resume needs --out DIR, the run to continue")
+        try:
+            meta, _, _ = read_checkpoint(Path(out) / "checkpoint.npz")
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        saved = TrainConfig(**meta["config"])
+        option_of = {"train": "mode"}
+        for field in fields(TrainConfig):
+            name = option_of.get(field.name, field.name)
+            if name in ctx.params and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE \
+                    and getattr(config, field.name) != getattr(saved, field.name):
+                raise click.UsageError(f"--{name.replace('_', '-')} {getattr(config, field.name)} differs from the "
+                                       f"run being resumed ({getattr(saved, field.name)}); leave it out")
+        config = saved
+    else:
+        out = out or f"runs/resnet{depth}-{mode.replace('+', '-')}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (Path(out) / "checkpoint.npz").exists():
+            raise click.UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    select_backend(backend_name)
+    dataset = load_data(config.data, data_dir)
+    console.print(f"ResNet-{config.depth} (width {config.width}), training {config.train}, on "
+                  f"{backend.backend_name()}, data: {dataset.source}; run folder {out}")
+    try:
+        summary = run(config, dataset, Path(out), resume=resume, console=console)
+    except Interrupted as stop:
+        console.print(f"[yellow]{stop}[/yellow]")
+        sys.exit(130)
+    except (TrainingStopped, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    except Exception as error:
+        if gpu_memory_error(error):
+            raise click.ClickException(f"out of memory at batch size {config.batch_size}; "
+                                       f"try --batch-size {max(config.batch_size // 2, 2)}") from None
+        raise
+    print_summary(summary, out)
+
+
+def print_summary(summary: dict, out) -> None:
+    table = Table(title=f"ResNet-{summary['depth']}, training {summary['train']}: summary")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("best test accuracy", f"{summary['best_test_acc']:.2%}")
+    table.add_row("final test accuracy", f"{summary['final_test_acc']:.2%}")
+    table.add_row("trainable parameters", f"{summary['trainable_parameters']:,}")
+    for threshold, fraction in summary["gamma_below"].items():
+        table.add_row(f"|gamma| < {threshold}", f"{fraction:.1%}")
+    table.add_row("training time", f"{summary['train_seconds']:.1f} s over {summary['epochs']} epochs")
+    table.add_row("run folder", str(out))
+    console.print(table)
+
+
+@main.command(name="eval")
+@backend_option
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", default="auto", show_default=True, type=click.Choice(["auto", "cifar10", "sample"]))
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1))
+def evaluate_command(backend_name, checkpoint, data, data_dir, batch_size):
+    """Report the test accuracy of a checkpoint written by `minibn train`."""
+    from minibn.data import CifarLoader
+    from minibn.train import evaluate, model_from_checkpoint
+    select_backend(backend_name)
+    try:
+        model, meta = model_from_checkpoint(Path(checkpoint))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    dataset = load_data(data, data_dir)
+    loader = CifarLoader(dataset.x_test, dataset.y_test, batch_size, train=False)
+    loss, acc = evaluate(model, loader)
+    config = meta["config"]
+    console.print(f"ResNet-{config['depth']} ({config['train']}) after {meta['progress']['epoch']} epochs: "
+                  f"test accuracy {acc:.2%}, loss {loss:.4f} on {loader.num_images} images of {dataset.source}")
+
+
+train.params[0].name = "backend_name"
+evaluate_command.params[0].name = "backend_name"

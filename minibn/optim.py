@@ -1,0 +1,84 @@
+"""SGD with momentum and weight decay, and learning-rate schedules stepped per iteration."""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from minibn import kernels
+from minibn.nn import Parameter
+
+
+class SGD:
+    """PyTorch's SGD: for each trainable parameter p with gradient g,
+
+        d = g + weight_decay * p          (L2 added to the gradient)
+        d = d * mask                      (random mode: only unmasked elements move)
+        buf = d on the first step, then momentum * buf + d
+        p = p - lr * buf
+
+    Parameters with requires_grad False are skipped: no momentum, no decay.
+    """
+
+    def __init__(self, params: Iterable[Parameter], lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
+        self.params = list(params)
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.momentum_buffers: dict[int, object] = {}  # index in self.params -> array
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        trainable = [(i, p) for i, p in enumerate(self.params) if p.requires_grad and p.grad is not None]
+        if kernels.enabled_for(self.params[0].data) and self.momentum:
+            kernels.sgd_step(self, trainable)
+            return
+        for i, p in trainable:
+            d = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+            if p.mask is not None:
+                d = d * p.mask
+            if self.momentum:
+                buf = self.momentum_buffers.get(i)
+                if buf is None:
+                    buf = self.momentum_buffers[i] = d.copy()
+                else:
+                    buf *= self.momentum
+                    buf += d
+                d = buf
+            p.data -= self.lr * d
+
+    def state_dict(self) -> dict:
+        return {f"momentum_buffer.{i}": buf for i, buf in self.momentum_buffers.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        from minibn.backend import to_device
+        self.momentum_buffers = {int(key.split(".")[1]): to_device(value, self.params[int(key.split(".")[1])].dtype)
+                                 for key, value in state.items() if key.startswith("momentum_buffer.")}
+
+
+SCHEDULES = ("multistep", "cosine", "constant")
+
+
+def learning_rate(step: int, total_steps: int, base_lr: float, schedule: str = "multistep",
+                  milestones: tuple[float, ...] = (0.5, 0.75), gamma: float = 0.1, warmup_steps: int = 0) -> float:
+    """The learning rate at iteration ``step`` (0-based) of ``total_steps``.
+
+    multistep: base_lr * gamma**k after k of the milestones (fractions of the run: 0.5 and
+               0.75 are the paper's epochs 80 and 120 of 160).
+    cosine:    base_lr * (1 + cos(pi * step / total_steps)) / 2.
+    constant:  base_lr.
+    warmup_steps > 0 ramps linearly from base_lr / warmup_steps up to the schedule's value.
+    """
+    if schedule == "multistep":
+        lr = base_lr * gamma ** sum(step >= round(m * total_steps) for m in milestones)
+    elif schedule == "cosine":
+        lr = base_lr * (1 + math.cos(math.pi * step / total_steps)) / 2
+    elif schedule == "constant":
+        lr = base_lr
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if step < warmup_steps:
+        lr *= (step + 1) / warmup_steps
+    return lr

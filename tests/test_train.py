@@ -1,0 +1,148 @@
+"""`minibn train` and `minibn eval` end to end on fake data: logs, checkpoints, faults and resume."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import minibn.train
+from minibn.cli import main
+from tests.fake_cifar import make_fake_cifar
+
+TINY = ["--backend", "numpy", "--depth", "8", "--width", "4", "--batch-size", "50", "--epochs", "2"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_fake_cifar(root)
+    return str(root)
+
+
+def train(*args):
+    return CliRunner().invoke(main, ["train", *args], catch_exceptions=False)
+
+
+def test_train_writes_config_metrics_checkpoint_and_summary(data_dir, tmp_path):
+    out = tmp_path / "run"
+    result = train(*TINY, "--train", "all", "--data-dir", data_dir, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "best test accuracy" in result.output and "|gamma| < 0.01" in result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["depth"] == 8 and config["train"] == "all" and config["trainable_parameters"] > 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert set(records[0]) == {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
+                               "images_per_s"}
+    assert records[1]["train_loss"] < records[0]["train_loss"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["gamma_below"]) == {"0.01", "0.05", "0.1"}
+    result = CliRunner().invoke(main, ["eval", str(out / "checkpoint.npz"), "--backend", "numpy",
+                                       "--data-dir", data_dir])
+    assert result.exit_code == 0 and f"{records[-1]['test_acc']:.2%}" in result.output
+
+
+@pytest.mark.parametrize("option, value", [("--depth", "21"), ("--batch-size", "0"), ("--epochs", "0"),
+                                           ("--train", "gamma"), ("--lr", "-1"), ("--width", "0")])
+def test_invalid_options_are_usage_errors(option, value):
+    result = train(option, value)
+    assert result.exit_code == 2 and "Invalid value" in result.output and "Traceback" not in result.output
+
+
+def test_depth_error_names_valid_depths():
+    assert "valid depths are 8, 14, 20" in train("--depth", "21").output
+
+
+def test_missing_data_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    result = train(*TINY, "--data", "cifar10", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 1 and result.output.count("\n") <= 2 and "could not be downloaded" in result.output
+
+
+def test_existing_run_needs_resume(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    assert train(*TINY, "--epochs", "1", "--data-dir", data_dir, "--out", out).exit_code == 0
+    result = train(*TINY, "--data-dir", data_dir, "--out", out)
+    assert result.exit_code == 2 and "--resume" in result.output
+
+
+def interrupt_at(monkeypatch, step):
+    real_step, calls = minibn.train.train_step, []
+
+    def step_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+    monkeypatch.setattr(minibn.train, "train_step", step_then_interrupt)
+
+
+def weights(out):
+    return dict(np.load(out / "checkpoint.npz"))
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(data_dir, tmp_path, monkeypatch):
+    args = [*TINY, "--epochs", "3", "--train", "all", "--data-dir", data_dir]
+    straight = tmp_path / "straight"
+    assert train(*args, "--out", str(straight)).exit_code == 0
+
+    resumed = tmp_path / "resumed"
+    interrupt_at(monkeypatch, step=7)  # mid-epoch 2 (4 steps per epoch)
+    result = train(*args, "--out", str(resumed))
+    assert result.exit_code == 130 and "continue with --resume" in result.output
+    monkeypatch.undo()
+    result = train("--resume", "--out", str(resumed), "--backend", "numpy", "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+
+    a, b = weights(straight), weights(resumed)
+    model_keys = [k for k in a if k.startswith(("model/", "optimizer/"))]
+    assert model_keys and all(np.array_equal(a[k], b[k]) for k in model_keys)
+    log = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+
+
+def test_resume_refuses_a_different_option(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    assert train(*TINY, "--epochs", "1", "--data-dir", data_dir, "--out", out).exit_code == 0
+    result = train("--resume", "--out", out, "--depth", "14", "--data-dir", data_dir)
+    assert result.exit_code == 2 and "--depth 14 differs" in result.output
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    args = [*TINY, "--train", "all", "--data-dir", data_dir]  # 4 steps per epoch
+    reference = tmp_path / "reference"
+    interrupt_at(monkeypatch, step=5)  # stops right after epoch 1: its checkpoint is the last good one
+    assert train(*args, "--out", str(reference)).exit_code == 130
+    monkeypatch.undo()
+
+    real_step, calls = minibn.train.train_step, []
+
+    def nan_in_epoch_two(*a, **k):
+        calls.append(1)
+        loss, correct = real_step(*a, **k)
+        return (loss * float("nan") if len(calls) > 4 else loss), correct
+    monkeypatch.setattr(minibn.train, "train_step", nan_in_epoch_two)
+    out = tmp_path / "run"
+    result = train(*args, "--out", str(out))
+    assert result.exit_code == 1 and "loss became nan in epoch 2" in result.output
+    assert "Traceback" not in result.output
+    good, kept = weights(reference), weights(out)
+    assert all(np.array_equal(good[k], kept[k]) for k in good if k.startswith("model/"))
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_corrupt_checkpoint_is_a_clear_error(data_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(b"not a zip file")
+    result = train("--resume", "--out", str(out), "--data-dir", data_dir)
+    assert result.exit_code == 1 and "not a readable minibn checkpoint" in result.output
+    result = CliRunner().invoke(main, ["eval", str(out / "checkpoint.npz")])
+    assert result.exit_code == 1 and "not a readable minibn checkpoint" in result.output
+
+
+def test_sample_data_runs_without_cifar(tmp_path):
+    result = train(*TINY, "--epochs", "1", "--data", "sample", "--subset", "100", "--test-subset", "50",
+                   "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "bundled sample" in result.output
