@@ -124,4 +124,4 @@ def run_checks(checks, title: str) -> int:
 
 gradcheck.params[0].name = "backend_name"
 
-from minibn import cli_train  # noqa: E402,F401  (registers train and eval on main)
+from minibn import cli_bench, cli_train  # noqa: E402,F401  (register their commands on main)

@@ -1,12 +1,19 @@
-"""Hand-written CuPy kernels for the hot spots (the GPU fast paths).
+"""Hand-written CuPy kernels for the GPU hot spots.
 
-Every function here has a plain ``xp`` twin elsewhere (im2col/col2im in conv.py,
-the BatchNorm formulas in batchnorm.py, ...), and tests/test_kernels.py checks that
-both give the same numbers. They are used only for CuPy arrays, and only while
-``use_kernels(True)`` (or MINIBN_KERNELS=1) is in force.
+Every kernel here has a plain ``xp`` twin (im2col/col2im in conv.py, the BatchNorm
+formulas in batchnorm.py, cross_entropy in functional.py, SGD in optim.py), and
+tests/test_kernels.py checks on a GPU that both give the same numbers. They run only
+for CuPy arrays, and only while the fast paths are on: ``use_kernels(True)``,
+MINIBN_KERNELS=1, or ``minibn train/bench --kernels``.
+
+Why these: the plain paths launch many small kernels (im2col alone is a pad and nine
+slice copies; BatchNorm's backward is about eight), and at CIFAR sizes a GPU step is
+bound by launches, not arithmetic. Each kernel below replaces such a group by one.
+The kernels are compiled by CuPy on first use and cached.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 from minibn.backend import is_cupy_array
@@ -15,11 +22,155 @@ _enabled = os.environ.get("MINIBN_KERNELS", "0") not in ("", "0")
 
 
 def use_kernels(enabled: bool) -> None:
-    """Switch the CuPy fast paths on or off (the plain paths are always available)."""
+    """Switch the CuPy fast paths on or off (the plain paths are always there)."""
     global _enabled
     _enabled = enabled
+
+
+def kernels_enabled() -> bool:
+    return _enabled
 
 
 def enabled_for(array) -> bool:
     """True if ``array`` is a CuPy array and the fast paths are on."""
     return _enabled and is_cupy_array(array)
+
+
+@functools.cache
+def _compiled():
+    """Build the kernels once (CuPy compiles them lazily at their first launch)."""
+    import cupy
+
+    im2col = cupy.ElementwiseKernel(
+        "raw T x, int32 C, int32 H, int32 W, int32 KH, int32 KW, int32 N, int32 HO, int32 WO, int32 S, int32 P",
+        "T col",
+        """
+        // col has shape (C, KH, KW, N, HO, WO); unravel i into those indices
+        int wo = i % WO; long long t = i / WO;
+        int ho = t % HO; t /= HO;
+        int n = t % N;   t /= N;
+        int kj = t % KW; t /= KW;
+        int ki = t % KH; int c = t / KH;
+        int y = ho * S - P + ki, xx = wo * S - P + kj;
+        col = (y >= 0 && y < H && xx >= 0 && xx < W) ? x[((long long)(n * C + c) * H + y) * W + xx] : (T)0;
+        """,
+        "minibn_im2col")
+
+    col2im = cupy.ElementwiseKernel(
+        "raw T col, int32 C, int32 H, int32 W, int32 KH, int32 KW, int32 N, int32 HO, int32 WO, int32 S, int32 P",
+        "T dx",
+        """
+        // dx has shape (N, C, H, W): gather, for this pixel, every column entry im2col copied it to
+        int xx = i % W; long long t = i / W;
+        int y = t % H; t /= H;
+        int c = t % C; int n = t / C;
+        T total = 0;
+        for (int ki = 0; ki < KH; ki++) {
+            int yy = y + P - ki;
+            if (yy < 0 || yy % S != 0 || yy / S >= HO) continue;
+            for (int kj = 0; kj < KW; kj++) {
+                int xw = xx + P - kj;
+                if (xw < 0 || xw % S != 0 || xw / S >= WO) continue;
+                total += col[((((long long)(c * KH + ki) * KW + kj) * N + n) * HO + yy / S) * WO + xw / S];
+            }
+        }
+        dx = total;
+        """,
+        "minibn_col2im")
+
+    bn_forward = cupy.ElementwiseKernel(
+        "T x, T mean, T inv_std, T gamma, T beta", "T xhat, T y",
+        "xhat = (x - mean) * inv_std; y = xhat * gamma + beta;",
+        "minibn_bn_forward")
+
+    sum_of_products = cupy.ReductionKernel(
+        "T u, T v", "T out", "u * v", "a + b", "out = a", "0", "minibn_sum_of_products")
+
+    bn_backward_x = cupy.ElementwiseKernel(
+        "T g, T xhat, T scale, T beta_term, T gamma_term", "T dx",
+        "dx = scale * (g - beta_term - xhat * gamma_term);",
+        "minibn_bn_backward_x")
+
+    cross_entropy_backward = cupy.ElementwiseKernel(
+        "T log_prob, raw int64 labels, int32 K, raw T scale", "T dlogit",
+        "dlogit = (exp(log_prob) - (i % K == labels[i / K] ? (T)1 : (T)0)) * scale[0];",
+        "minibn_cross_entropy_backward")
+
+    sgd = cupy.ElementwiseKernel(
+        "T grad, T mask, T lr, T weight_decay, T momentum, bool first", "T param, T buf",
+        """
+        T d = (grad + weight_decay * param) * mask;
+        buf = first ? d : momentum * buf + d;
+        param -= lr * buf;
+        """,
+        "minibn_sgd")
+    return {"im2col": im2col, "col2im": col2im, "bn_forward": bn_forward, "sum_of_products": sum_of_products,
+            "bn_backward_x": bn_backward_x, "cross_entropy_backward": cross_entropy_backward, "sgd": sgd}
+
+
+def im2col(x, kh: int, kw: int, stride: int, padding: int):
+    """Twin of conv.im2col: x (N, C, H, W) -> cols (C, kh, kw, N, Ho, Wo), in one launch."""
+    import cupy
+    n, c, h, w = x.shape
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    cols = cupy.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
+    _compiled()["im2col"](cupy.ascontiguousarray(x), c, h, w, kh, kw, n, ho, wo, stride, padding, cols)
+    return cols
+
+
+def col2im(cols, x_shape, stride: int, padding: int):
+    """Twin of conv.col2im: cols (C, kh, kw, N, Ho, Wo) -> dx (N, C, H, W), in one launch, no atomics."""
+    import cupy
+    c, kh, kw, n, ho, wo = cols.shape
+    _, _, h, w = x_shape
+    dx = cupy.empty((n, c, h, w), dtype=cols.dtype)
+    _compiled()["col2im"](cupy.ascontiguousarray(cols), c, h, w, kh, kw, n, ho, wo, stride, padding, dx)
+    return dx
+
+
+def batch_norm_train_forward(x, gamma, beta, eps: float):
+    """Twin of BatchNorm.forward in training mode for NCHW: returns y, xhat, inv_std, mean, var."""
+    import cupy
+    c = x.shape[1]
+    mean = x.mean(axis=(0, 2, 3))
+    var = x.var(axis=(0, 2, 3))
+    inv_std = 1 / cupy.sqrt(var + eps)
+    shape = (1, c, 1, 1)
+    xhat, y = _compiled()["bn_forward"](x, mean.reshape(shape), inv_std.reshape(shape), gamma.reshape(shape),
+                                        beta.reshape(shape))
+    return y, xhat, inv_std, mean, var
+
+
+def batch_norm_train_backward(g, xhat, inv_std, gamma, needs_x: bool, needs_gamma: bool, needs_beta: bool):
+    """Twin of BatchNorm.backward in training mode for NCHW: (dx, dgamma, dbeta)."""
+    c = g.shape[1]
+    m = g.size // c
+    shape = (1, c, 1, 1)
+    dbeta = g.sum(axis=(0, 2, 3))
+    dgamma = _compiled()["sum_of_products"](g, xhat, axis=(0, 2, 3))
+    dx = None
+    if needs_x:
+        dx = _compiled()["bn_backward_x"](g, xhat, (gamma * inv_std).reshape(shape), (dbeta / m).reshape(shape),
+                                          (dgamma / m).reshape(shape))
+    return dx, (dgamma if needs_gamma else None), (dbeta if needs_beta else None)
+
+
+def cross_entropy_backward(log_probs, labels, g):
+    """Twin of CrossEntropy.backward: (softmax - onehot) * g / N in one launch."""
+    n, k = log_probs.shape
+    scale = (g / n).reshape(1).astype(log_probs.dtype)
+    return _compiled()["cross_entropy_backward"](log_probs, labels, k, scale)
+
+
+def sgd_step(optimizer, trainable) -> None:
+    """Twin of SGD.step: one launch per parameter doing decay, mask, momentum and the update."""
+    import cupy
+    kernel = _compiled()["sgd"]
+    for i, p in trainable:
+        buf = optimizer.momentum_buffers.get(i)
+        first = buf is None
+        if first:
+            buf = optimizer.momentum_buffers[i] = cupy.empty_like(p.data)
+        mask = p.mask if p.mask is not None else cupy.ones((), dtype=p.dtype)
+        kernel(p.grad, mask, p.dtype.type(optimizer.lr), p.dtype.type(optimizer.weight_decay), p.dtype.type(optimizer.momentum), first,
+               p.data, buf)

@@ -32,7 +32,7 @@ class SGD:
 
     def step(self) -> None:
         trainable = [(i, p) for i, p in enumerate(self.params) if p.requires_grad and p.grad is not None]
-        if kernels.enabled_for(self.params[0].data) and self.momentum:
+        if trainable and self.momentum and kernels.enabled_for(trainable[0][1].data):
             kernels.sgd_step(self, trainable)
             return
         for i, p in trainable:
