@@ -23,6 +23,7 @@ class Check:
     max_elements: int | None = None
     names: list[str] | None = None
     options: dict = field(default_factory=dict)
+    hint: str = ""  # shown when the check fails (exercises)
 
     @property
     def shapes(self) -> str:

@@ -102,7 +102,7 @@ def run_checks(checks, title: str) -> int:
     table = Table(title=title)
     for column in ("op", "input", "shape", "max abs err", "max rel err", "result"):
         table.add_column(column, justify="right" if "err" in column else "left")
-    failed = 0
+    failed, hints = 0, []
     for check in checks:
         try:
             results = minibn.gradcheck(check.fn, check.inputs, names=check.names,
@@ -110,18 +110,23 @@ def run_checks(checks, title: str) -> int:
         except Exception as error:
             table.add_row(check.name, "", check.shapes, "", "", f"[red]ERROR[/red] {type(error).__name__}: {error}")
             failed += 1
+            hints.append(check.hint)
             continue
         ok = all(r.passed for r in results)
         failed += not ok
+        if not ok:
+            hints.append(check.hint)
         for r in results:
             verdict = "[green]PASS[/green]" if r.passed else (
                 f"[red]FAIL[/red] at {r.worst_index}: backward {r.analytic:.6g}, numerical {r.numeric:.6g}")
             table.add_row(check.name, r.name, "x".join(map(str, r.shape)), f"{r.max_abs_err:.2e}",
                           f"{r.max_rel_err:.2e}", verdict)
     console.print(table)
+    for hint in dict.fromkeys(h for h in hints if h):
+        console.print(f"[yellow]hint:[/yellow] {hint}")
     return failed
 
 
 gradcheck.params[0].name = "backend_name"
 
-from minibn import cli_bench, cli_train  # noqa: E402,F401  (register their commands on main)
+from minibn import cli_analysis, cli_bench, cli_train  # noqa: E402,F401  (register their commands on main)

@@ -1,0 +1,161 @@
+"""Turning runs into the paper's findings: curves, gamma statistics, sweeps over depth and mode."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from minibn.backend import to_host
+from minibn.nn import BatchNorm2d, Module
+
+THRESHOLDS = (0.01, 0.05, 0.1)
+
+# CIFAR-10 test accuracy (%) after 160 epochs, from ../shared/docs/recipe.md. The per-depth figures
+# are read off the paper's plots by secondary reports: approximate.
+PAPER = {
+    "bn": {14: 48.0, 110: 69.5, 866: 82.0},
+    "bn (re-implementation)": {14: 46.7, 32: 51.3, 56: 55.2, 110: 65.2},
+    "all": {14: 91.0, 110: 93.0},
+}
+
+
+def read_metrics(run: Path) -> list[dict]:
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{run} has no metrics.jsonl: is it a minibn run folder?")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def stage_of(bn_name: str) -> str:
+    """'bn1' -> 'stem', 'layer2.0.bn1' -> 'stage 2', 'layer2.0.shortcut.1' -> 'stage 2 shortcut'."""
+    if not bn_name.startswith("layer"):
+        return "stem"
+    stage = f"stage {bn_name[len('layer')]}"
+    return f"{stage} shortcut" if ".shortcut." in bn_name else stage
+
+
+def gamma_by_stage(model: Module) -> dict[str, np.ndarray]:
+    """The BatchNorm gammas of a model, grouped by where they sit."""
+    groups: dict[str, list[np.ndarray]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, BatchNorm2d):
+            groups.setdefault(stage_of(name), []).append(to_host(module.weight.data))
+    return {stage: np.concatenate(parts) for stage, parts in groups.items()}
+
+
+def fraction_below(gammas: np.ndarray, thresholds=THRESHOLDS) -> dict[float, float]:
+    return {t: float((np.abs(gammas) < t).mean()) for t in thresholds}
+
+
+def plot_curves(runs: list[Path], out: Path) -> Path:
+    """Test accuracy and training loss per epoch, one line per run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for run in runs:
+        records = read_metrics(run)
+        epochs = [r["epoch"] for r in records]
+        acc_ax.plot(epochs, [100 * r["test_acc"] for r in records], label=Path(run).name)
+        loss_ax.plot(epochs, [r["train_loss"] for r in records], label=Path(run).name)
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+    acc_ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_gamma_histogram(groups: dict[str, np.ndarray], title: str, out: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    everything = np.concatenate(list(groups.values()))
+    bins = np.linspace(min(everything.min(), 0), max(everything.max(), 1), 41)
+    ax.hist([groups[s] for s in groups], bins=bins, stacked=True, label=list(groups))
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set(xlabel="gamma", ylabel="channels", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def collect_results(root: Path) -> list[dict]:
+    """One row per finished run under ``root`` (folders with summary.json)."""
+    rows = []
+    for summary_path in sorted(Path(root).glob("*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        config = json.loads((summary_path.parent / "config.json").read_text())
+        rows.append({"depth": summary["depth"], "train": summary["train"], "seed": config["seed"],
+                     "epochs": summary["epochs"], "train_images": config["train_images"],
+                     "test_images": config["test_images"], "best_test_acc": summary["best_test_acc"],
+                     "final_test_acc": summary["final_test_acc"],
+                     "trainable": summary["trainable_parameters"],
+                     "gamma_below_0.1": summary["gamma_below"]["0.1"], "seconds": summary["train_seconds"],
+                     "run": summary_path.parent.name})
+    return rows
+
+
+def write_results(rows: list[dict], root: Path) -> tuple[Path, Path]:
+    """results.csv and results.md (mean over seeds, with the paper's numbers beside ours)."""
+    csv_path, md_path = root / "results.csv", root / "results.md"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| depth | train | seeds | epochs | train images | final test acc (%) | gammas below 0.1 in abs | paper (160 epochs, full data) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (depth, mode), group in group_rows(rows).items():
+        accs = [100 * r["final_test_acc"] for r in group]
+        spread = f" ± {np.std(accs):.1f}" if len(accs) > 1 else ""
+        paper = PAPER.get(mode, {}).get(depth)
+        lines.append(f"| {depth} | {mode} | {len(group)} | {group[0]['epochs']} | {group[0]['train_images']} | "
+                     f"{np.mean(accs):.1f}{spread} | {np.mean([r['gamma_below_0.1'] for r in group]):.1%} | "
+                     f"{'' if paper is None else f'about {paper:g}'} |")
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def group_rows(rows: list[dict]) -> dict[tuple[int, str], list[dict]]:
+    groups: dict[tuple[int, str], list[dict]] = {}
+    for row in sorted(rows, key=lambda r: (r["train"], r["depth"])):
+        groups.setdefault((row["depth"], row["train"]), []).append(row)
+    return groups
+
+
+def plot_accuracy_vs_depth(rows: list[dict], out: Path, with_paper: bool = True) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    by_mode: dict[str, list[tuple[int, float, float]]] = {}
+    for (depth, mode), group in group_rows(rows).items():
+        accs = [100 * r["final_test_acc"] for r in group]
+        by_mode.setdefault(mode, []).append((depth, float(np.mean(accs)), float(np.std(accs))))
+    for mode, points in by_mode.items():
+        depths, means, stds = zip(*sorted(points))
+        ax.errorbar(depths, means, yerr=stds, marker="o", capsize=3, label=f"minibn: {mode}")
+    if with_paper:
+        for mode, points in PAPER.items():
+            depths = sorted(d for d in points if d <= max(r["depth"] for r in rows) * 2)
+            if depths:
+                ax.plot(depths, [points[d] for d in depths], ls="--", marker="x", alpha=0.6, label=f"paper: {mode}")
+    ax.set_xscale("log")
+    ax.set(xlabel="depth", ylabel="test accuracy (%)", title="CIFAR-10 accuracy vs depth")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
