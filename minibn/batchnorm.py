@@ -48,11 +48,12 @@ class BatchNorm(Function):
                 y, xhat, inv_std, mean, var = kernels.batch_norm_train_forward(x, gamma, beta, eps)
             else:
                 mean = x.mean(axis=axes)
-                centered = x - mean.reshape(shape)
-                var = (centered * centered).mean(axis=axes)
+                xhat = x - mean.reshape(shape)                  # centered for now; normalized in place below
+                var = (xhat * xhat).mean(axis=axes)
                 inv_std = 1 / array_module(x).sqrt(var + eps)
-                xhat = centered * inv_std.reshape(shape)
-                y = xhat * gamma.reshape(shape) + beta.reshape(shape)
+                xhat *= inv_std.reshape(shape)
+                y = xhat * gamma.reshape(shape)
+                y += beta.reshape(shape)
             running_mean *= 1 - momentum
             running_mean += momentum * mean
             running_var *= 1 - momentum
@@ -77,8 +78,11 @@ class BatchNorm(Function):
         dx = None
         if needs_x:
             scale = (gamma * inv_std).reshape(shape)
-            if ctx.training:
-                dx = scale / m * (m * g - dbeta.reshape(shape) - xhat * dgamma.reshape(shape))
+            if ctx.training:  # dx = scale * (g - dbeta/M - xhat * dgamma/M), with in-place steps
+                dx = xhat * (dgamma / m).reshape(shape)
+                dx += (dbeta / m).reshape(shape)
+                dx -= g
+                dx *= -scale
             else:
                 dx = scale * g
         return dx, (dgamma if needs_gamma else None), (dbeta if needs_beta else None)

@@ -287,6 +287,11 @@ class GetItem(Function):
 
     @staticmethod
     def forward(ctx: Context, a, index):
+        xp = array_module(a)
+        if xp.__name__ != "numpy":  # CuPy wants its own arrays as indices
+            parts = index if isinstance(index, tuple) else (index,)
+            index = tuple(xp.asarray(p) if type(p).__module__ == "numpy" and hasattr(p, "shape") else p
+                          for p in parts)
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
         return a[index]
 

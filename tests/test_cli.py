@@ -40,3 +40,8 @@ def test_cupy_without_cupy_is_a_usage_error_not_a_traceback(monkeypatch):
 def test_invalid_backend_choice():
     result = run("info", "--backend", "tpu")
     assert result.exit_code == 2 and "Invalid value" in result.output
+
+
+def test_every_command_takes_backend():
+    for name, command in main.commands.items():
+        assert any(p.name == "backend_name" and "--backend" in p.opts for p in command.params), name

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minibn import Tensor
+from minibn import Tensor, to_device
 from minibn import functional as F
 from minibn.models import cifar_resnet, set_trainable
 from minibn.nn import Parameter
@@ -15,7 +15,7 @@ def test_sgd_matches_the_pytorch_formula():
     opt = SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
     expected, buf = np.array([1.0, -2.0]), None
     for grad in ([0.5, 0.5], [1.0, -1.0], [0.0, 2.0]):
-        p.grad = np.array(grad)
+        p.grad = to_device(np.array(grad))
         opt.step()
         d = np.array(grad) + 0.01 * expected
         buf = d if buf is None else 0.9 * buf + d
@@ -53,7 +53,7 @@ def test_masked_elements_never_change():
 def test_optimizer_state_round_trip():
     p = Parameter(np.ones(2))
     opt = SGD([p], lr=0.1, momentum=0.9)
-    p.grad = np.ones(2)
+    p.grad = to_device(np.ones(2))
     opt.step()
     other = SGD([p], lr=0.1, momentum=0.9)
     other.load_state_dict(opt.state_dict())

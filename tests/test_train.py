@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import minibn.nn
 import minibn.train
 from minibn.cli import main
 from tests.fake_cifar import make_fake_cifar
@@ -146,3 +147,25 @@ def test_sample_data_runs_without_cifar(tmp_path):
                    "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     assert "bundled sample" in result.output
+
+
+def test_out_of_memory_suggests_a_smaller_batch(data_dir, tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(minibn.train, "run", out_of_memory)
+    result = train(*TINY, "--data-dir", data_dir, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1 and "try --batch-size 25" in result.output
+
+
+def test_a_crash_while_saving_leaves_the_old_checkpoint_whole(data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert train(*TINY, "--epochs", "1", "--data-dir", data_dir, "--out", str(out)).exit_code == 0
+    before = (out / "checkpoint.npz").read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the process died in the middle of writing
+    monkeypatch.setattr(np, "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        minibn.nn.save({"x": np.ones(3)}, str(out / "checkpoint.npz"))
+    assert (out / "checkpoint.npz").read_bytes() == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".tmp")] == []

@@ -5,8 +5,7 @@ import click
 from rich.table import Table
 
 from minibn import backend, kernels
-from minibn.cli import backend_option, console, main, select_backend
-from minibn.cli_train import check_depth
+from minibn.cli.common import backend_option, check_depth, console, main, select_backend
 from minibn.models import MODES
 
 

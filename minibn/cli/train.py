@@ -11,34 +11,12 @@ from click.core import ParameterSource
 from rich.table import Table
 
 from minibn import backend
-from minibn.cli import backend_option, console, main, select_backend
-from minibn.models import MODES, valid_depths
+from minibn.cli.common import backend_option, check_depth, console, gpu_memory_error, load_data, main, select_backend
+from minibn.models import MODES
 from minibn.optim import SCHEDULES
 
 
-def check_depth(ctx, param, value):
-    if value is not None and value not in valid_depths(10_000):
-        raise click.BadParameter(f"{value} is not 6n+2; valid depths are 8, 14, 20, 26, 32, 44, 56, 110, ...")
-    return value
 
-
-def load_data(data: str, data_dir: str | None):
-    """The data set for --data: cifar10 (found or downloaded), sample, or auto (cifar10 if found, else sample)."""
-    from minibn.data import DataError, find_cifar10, load_cifar10, load_sample
-    try:
-        if data == "sample":
-            return load_sample()
-        if data == "auto" and find_cifar10(data_dir) is None:
-            console.print("[yellow]CIFAR-10 not found (--data-dir, $MINIBN_DATA, ~/.cache/minibn): training on the "
-                          "bundled sample of 1,000 images. Use --data cifar10 to download the real data set.[/yellow]")
-            return load_sample()
-        return load_cifar10(data_dir, console=console)
-    except DataError as error:
-        raise click.ClickException(str(error)) from None
-
-
-def gpu_memory_error(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
 
 
 @main.command()

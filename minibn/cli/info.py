@@ -1,39 +1,14 @@
-"""The `minibn` command line: info, gradcheck, train, eval, bench, plot, analyze, sweep.
-
-Every command takes --backend. Errors a user can cause end as one line (a click
-usage error or "Error: ..."), never a traceback.
-"""
+"""`minibn info` and `minibn gradcheck`."""
 from __future__ import annotations
 
 import platform
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 import minibn
 from minibn import backend
-
-console = Console(highlight=False)
-
-backend_option = click.option(
-    "--backend", type=click.Choice(backend.BACKENDS), default=None, show_default="auto (or $MINIBN_BACKEND)",
-    help="numpy (CPU), cupy (GPU) or auto: CuPy when a CUDA device works, else NumPy.")
-
-
-def select_backend(name: str | None, default: str = "auto") -> None:
-    """Apply --backend (falling back to $MINIBN_BACKEND, then ``default``); one-line error on failure."""
-    import os
-    try:
-        backend.use_backend(name or os.environ.get("MINIBN_BACKEND") or default)
-    except backend.BackendError as error:
-        raise click.ClickException(str(error)) from None
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(minibn.__version__, prog_name="minibn")
-def main():
-    """minibn: train ResNets on CIFAR-10 with NumPy or CuPy, and train only BatchNorm."""
+from minibn.cli.common import backend_option, console, main, select_backend
 
 
 @main.command()
@@ -128,5 +103,3 @@ def run_checks(checks, title: str) -> int:
 
 
 gradcheck.params[0].name = "backend_name"
-
-from minibn import cli_analysis, cli_bench, cli_train  # noqa: E402,F401  (register their commands on main)

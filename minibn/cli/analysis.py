@@ -7,17 +7,18 @@ import click
 from rich.table import Table
 
 from minibn import backend
-from minibn.cli import backend_option, console, main, select_backend
-from minibn.cli_train import check_depth, load_data
+from minibn.cli.common import backend_option, check_depth, console, load_data, main, select_backend
 from minibn.models import MODES
 
 
 @main.command()
+@backend_option
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default="curves.png", show_default=True, type=click.Path(dir_okay=False))
-def plot(runs, out):
+def plot(backend_name, runs, out):
     """Draw test accuracy and training loss per epoch for one or more run folders."""
     from minibn.analysis import plot_curves
+    select_backend(backend_name, default="numpy")  # plotting reads logs only; accepted for uniformity
     try:
         path = plot_curves([Path(r) for r in runs], Path(out))
     except (FileNotFoundError, ValueError, KeyError) as error:
@@ -116,5 +117,5 @@ def sweep(backend_name, depths, modes, seeds, epochs, batch_size, data, data_dir
     console.print(f"saved {csv_path}, {md_path} and {figure}")
 
 
-for command in (analyze, sweep):
+for command in (plot, analyze, sweep):
     command.params[0].name = "backend_name"

@@ -1,0 +1,58 @@
+"""What every command shares: the `minibn` group, the console, --backend, --depth and --data.
+
+Errors a user can cause end as one line (a click usage error or "Error: ..."), never a traceback.
+"""
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+import minibn
+from minibn import backend
+from minibn.models import valid_depths
+
+console = Console(highlight=False)
+
+backend_option = click.option(
+    "--backend", type=click.Choice(backend.BACKENDS), default=None, show_default="auto (or $MINIBN_BACKEND)",
+    help="numpy (CPU), cupy (GPU) or auto: CuPy when a CUDA device works, else NumPy.")
+
+
+def select_backend(name: str | None, default: str = "auto") -> None:
+    """Apply --backend (falling back to $MINIBN_BACKEND, then ``default``); one-line error on failure."""
+    import os
+    try:
+        backend.use_backend(name or os.environ.get("MINIBN_BACKEND") or default)
+    except backend.BackendError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(minibn.__version__, prog_name="minibn")
+def main():
+    """minibn: train ResNets on CIFAR-10 with NumPy or CuPy, and train only BatchNorm."""
+
+
+def check_depth(ctx, param, value):
+    if value is not None and value not in valid_depths(10_000):
+        raise click.BadParameter(f"{value} is not 6n+2; valid depths are 8, 14, 20, 26, 32, 44, 56, 110, ...")
+    return value
+
+
+def load_data(data: str, data_dir: str | None):
+    """The data set for --data: cifar10 (found or downloaded), sample, or auto (cifar10 if found, else sample)."""
+    from minibn.data import DataError, find_cifar10, load_cifar10, load_sample
+    try:
+        if data == "sample":
+            return load_sample()
+        if data == "auto" and find_cifar10(data_dir) is None:
+            console.print("[yellow]CIFAR-10 not found (--data-dir, $MINIBN_DATA, ~/.cache/minibn): training on the "
+                          "bundled sample of 1,000 images. Use --data cifar10 to download the real data set.[/yellow]")
+            return load_sample()
+        return load_cifar10(data_dir, console=console)
+    except DataError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def gpu_memory_error(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
