@@ -177,7 +177,7 @@ class Tensor:
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
 
-    # ---- operators and methods: each is one Function from minibn.ops ------------
+    # ---- operators and methods: each is one Function from ops.py or shape_ops.py --
     def __add__(self, other): return ops.Add.apply(self, other)
     def __radd__(self, other): return ops.Add.apply(other, self)
     def __sub__(self, other): return ops.Sub.apply(self, other)
@@ -189,30 +189,30 @@ class Tensor:
     def __neg__(self): return ops.Neg.apply(self)
     def __pow__(self, exponent: float): return ops.Pow.apply(self, exponent=exponent)
     def __matmul__(self, other): return ops.MatMul.apply(self, other)
-    def __getitem__(self, index): return ops.GetItem.apply(self, index=index)
+    def __getitem__(self, index): return shape_ops.GetItem.apply(self, index=index)
 
     def exp(self): return ops.Exp.apply(self)
     def log(self): return ops.Log.apply(self)
     def sqrt(self): return ops.Sqrt.apply(self)
     def relu(self): return ops.ReLU.apply(self)
 
-    def sum(self, axis=None, keepdims=False): return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return ops.Max.apply(self, axis=axis, keepdims=keepdims)
+    def sum(self, axis=None, keepdims=False): return shape_ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return shape_ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return shape_ops.Max.apply(self, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return ops.Reshape.apply(self, shape=tuple(shape))
+        return shape_ops.Reshape.apply(self, shape=tuple(shape))
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return ops.Transpose.apply(self, axes=tuple(axes) if axes else None)
+        return shape_ops.Transpose.apply(self, axes=tuple(axes) if axes else None)
 
     @property
     def T(self): return self.transpose()
 
     def pad(self, pad_width, value=0.0):
-        return ops.Pad.apply(self, pad_width=pad_width, value=value)
+        return shape_ops.Pad.apply(self, pad_width=pad_width, value=value)
 
 
 def _check_shape(grad, shape, what, where) -> None:
@@ -273,4 +273,4 @@ class _Profiler:
 
 profiler = _Profiler()
 
-from minibn import ops  # noqa: E402  (ops subclasses Function, defined above)
+from minibn import ops, shape_ops  # noqa: E402  (their ops subclass Function, defined above)

@@ -40,13 +40,14 @@ def check_depth(ctx, param, value):
 
 
 def load_data(data: str, data_dir: str | None):
-    """The data set for --data: cifar10 (found or downloaded), sample, or auto (cifar10 if found, else sample)."""
+    """The data set for --data: cifar10 (found or downloaded), sample, or auto: CIFAR-10 when --data-dir is
+    given or it is found in $MINIBN_DATA or ~/.cache/minibn, else the bundled sample."""
     from minibn.data import DataError, find_cifar10, load_cifar10, load_sample
     try:
         if data == "sample":
             return load_sample()
-        if data == "auto" and find_cifar10(data_dir) is None:
-            console.print("[yellow]CIFAR-10 not found (--data-dir, $MINIBN_DATA, ~/.cache/minibn): training on the "
+        if data == "auto" and data_dir is None and find_cifar10(None) is None:
+            console.print("[yellow]CIFAR-10 not found ($MINIBN_DATA, ~/.cache/minibn): training on the "
                           "bundled sample of 1,000 images. Use --data cifar10 to download the real data set.[/yellow]")
             return load_sample()
         return load_cifar10(data_dir, console=console)

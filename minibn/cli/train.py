@@ -36,7 +36,8 @@ from minibn.optim import SCHEDULES
               help="Linear learning-rate warmup.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds init, the mask and the data order.")
 @click.option("--data", default="auto", show_default=True, type=click.Choice(["auto", "cifar10", "sample"]),
-              help="auto: CIFAR-10 if it is on disk, else the bundled sample; cifar10 downloads it if missing.")
+              help="auto: CIFAR-10 if --data-dir is given or it is found, else the bundled sample; "
+                   "cifar10 downloads it if missing.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding cifar-10-batches-py (or it).")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images only.")
 @click.option("--test-subset", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
