@@ -86,7 +86,7 @@ class CrossEntropy(Function):
     def forward(ctx: Context, logits, labels):
         xp = array_module(logits)
         n, k = logits.shape
-        labels = xp.asarray(labels)
+        labels = xp.asarray(labels, dtype=xp.int64)
         if labels.shape != (n,):
             raise ValueError(f"cross_entropy: labels must have shape ({n},), got {labels.shape}")
         log_probs = _log_softmax(logits, axis=1)

@@ -254,11 +254,12 @@ class _Profiler:
         self.enabled = os.environ.get("MINIBN_PROFILE", "") not in ("", "0")
         self.totals: dict[tuple[str, str], list[float]] = {}
 
-    @contextlib.contextmanager
     def timing(self, op: str, phase: str):
-        if not self.enabled:
-            yield
-            return
+        """A context manager timing ``op``; a shared do-nothing one when profiling is off (the hot path)."""
+        return self._timed(op, phase) if self.enabled else _NOT_TIMED
+
+    @contextlib.contextmanager
+    def _timed(self, op: str, phase: str):
         backend.synchronize()
         start = time.perf_counter()
         yield
@@ -271,6 +272,7 @@ class _Profiler:
         self.totals.clear()
 
 
+_NOT_TIMED = contextlib.nullcontext()
 profiler = _Profiler()
 
 from minibn import ops, shape_ops  # noqa: E402  (their ops subclass Function, defined above)

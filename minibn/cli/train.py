@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 from rich.table import Table
 
-from minibn import backend
+from minibn import backend, kernels
 from minibn.cli.common import backend_option, check_depth, console, gpu_memory_error, load_data, main, select_backend
 from minibn.models import MODES
 from minibn.optim import SCHEDULES
@@ -43,8 +43,10 @@ from minibn.optim import SCHEDULES
 @click.option("--test-subset", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<generated name>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--kernels/--no-kernels", "use_kernels", default=None,
+              help="CuPy fast paths (minibn/kernels.py) on or off [default: $MINIBN_KERNELS, else off].")
 def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, weight_decay, schedule, warmup_epochs,
-          seed, data, data_dir, subset, test_subset, out, resume):
+          seed, data, data_dir, subset, test_subset, out, resume, use_kernels):
     """Train a CIFAR ResNet; by default the paper's recipe, training only BatchNorm."""
     from minibn.train import (Interrupted, TrainConfig, TrainingStopped, read_checkpoint, run)
     ctx = click.get_current_context()
@@ -72,6 +74,8 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
         if (Path(out) / "checkpoint.npz").exists():
             raise click.UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     select_backend(backend_name)
+    if use_kernels is not None:
+        kernels.use_kernels(use_kernels)
     dataset = load_data(config.data, data_dir)
     console.print(f"ResNet-{config.depth} (width {config.width}), training {config.train}, on "
                   f"{backend.backend_name()}, data: {dataset.source}; run folder {out}")
