@@ -156,6 +156,7 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)
         progress, best_acc = Progress(**meta["progress"]), meta["best_test_acc"]
+        _drop_records_after(out / "metrics.jsonl", progress.epoch)  # a kill between log and checkpoint
         console.print(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
     else:
         (out / "metrics.jsonl").write_text("")
@@ -242,6 +243,13 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
             save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc)
             raise Interrupted(f"interrupted in epoch {progress.epoch + 1} at step {progress.step_in_epoch}; "
                               f"checkpoint saved to {checkpoint}; continue with --resume") from None
+
+
+def _drop_records_after(metrics: Path, epoch: int) -> None:
+    """Keep only the log lines of epochs the checkpoint has (a run killed in between logged one more)."""
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
+    metrics.write_text("".join(line + "\n" for line in kept))
 
 
 def _raise_keyboard_interrupt_on_sigterm():

@@ -169,3 +169,27 @@ def test_a_crash_while_saving_leaves_the_old_checkpoint_whole(data_dir, tmp_path
         minibn.nn.save({"x": np.ones(3)}, str(out / "checkpoint.npz"))
     assert (out / "checkpoint.npz").read_bytes() == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".tmp")] == []
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "minibn", "train", *TINY, "--epochs", "40", "--data-dir", data_dir,
+               "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (out / "checkpoint.npz").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)  # no chance to save: only what was written atomically survives
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    result = train("--resume", "--out", str(out), "--backend", "numpy", "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 41))
