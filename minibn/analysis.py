@@ -21,6 +21,22 @@ PAPER = {
 }
 
 
+def _pyplot():
+    """matplotlib's pyplot, drawing to files only (no screen needed); imported when first plotting."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, out: Path) -> Path:
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    _pyplot().close(fig)
+    return out
+
+
 def read_metrics(run: Path) -> list[dict]:
     path = Path(run) / "metrics.jsonl"
     if not path.exists():
@@ -51,9 +67,7 @@ def fraction_below(gammas: np.ndarray, thresholds=THRESHOLDS) -> dict[float, flo
 
 def plot_curves(runs: list[Path], out: Path) -> Path:
     """Test accuracy and training loss per epoch, one line per run."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
         records = read_metrics(run)
@@ -65,17 +79,11 @@ def plot_curves(runs: list[Path], out: Path) -> Path:
     for ax in (acc_ax, loss_ax):
         ax.grid(alpha=0.3)
     acc_ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_gamma_histogram(groups: dict[str, np.ndarray], title: str, out: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     everything = np.concatenate(list(groups.values()))
     bins = np.linspace(min(everything.min(), 0), max(everything.max(), 1), 41)
@@ -83,11 +91,7 @@ def plot_gamma_histogram(groups: dict[str, np.ndarray], title: str, out: Path) -
     ax.axvline(0, color="black", lw=0.8)
     ax.set(xlabel="gamma", ylabel="channels", title=title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def collect_results(root: Path) -> list[dict]:
@@ -134,9 +138,7 @@ def group_rows(rows: list[dict]) -> dict[tuple[int, str], list[dict]]:
 
 
 def plot_accuracy_vs_depth(rows: list[dict], out: Path, with_paper: bool = True) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     by_mode: dict[str, list[tuple[int, float, float]]] = {}
     for (depth, mode), group in group_rows(rows).items():
@@ -154,8 +156,4 @@ def plot_accuracy_vs_depth(rows: list[dict], out: Path, with_paper: bool = True)
     ax.set(xlabel="depth", ylabel="test accuracy (%)", title="CIFAR-10 accuracy vs depth")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)

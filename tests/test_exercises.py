@@ -34,6 +34,7 @@ def test_solution_passes(solution):
 
 def test_col2im_that_overwrites_instead_of_adding_fails(tmp_path):
     source = (ROOT / "tests" / "exercise_solutions" / "ex_conv.py").read_text()
+    source = source.replace("Path(__file__).parent", repr(str(ROOT / "tests" / "exercise_solutions")))
     wrong = tmp_path / "ex_conv_wrong.py"
     wrong.write_text(source.replace("] += cols[:, i, j]", "] = cols[:, i, j]"))
     result = grade(wrong)

@@ -1,56 +1,30 @@
-"""Reference solution (for instructors and the tests) of exercise 4: the backward of a convolution, through col2im.
+"""Reference solution of exercise 4 (col2im and the conv backward)."""
+import sys
+from pathlib import Path
 
-The forward is im2col followed by one matrix multiply (see minibn/conv.py and lesson 03):
+sys.path.insert(0, str(Path(__file__).parent))
+from stubs import load_stub  # noqa: E402
 
-    cols  = im2col(x)            (C, kh, kw, N, Ho, Wo), viewed as a (C*kh*kw, N*Ho*Wo) matrix
-    out   = W_mat @ cols         W_mat = weight as (O, C*kh*kw)  ->  (O, N*Ho*Wo)  ->  (N, O, Ho, Wo)
+from minibn.backend import array_module  # noqa: E402
 
-Write ``col2im`` (the adjoint of im2col) and ``Conv2d.backward``, then grade them:
-
-    minibn gradcheck lessons/exercises/ex_conv.py
-"""
-from minibn.backend import array_module
-from minibn.conv import im2col
-from minibn.tensor import Function
-
-EXERCISE = "conv2d"
+stub = load_stub("ex_conv")
+EXERCISE = stub.EXERCISE
 
 
 def col2im(cols, x_shape, stride, padding):
-    """cols (C, kh, kw, N, Ho, Wo) -> dx (N, C, H, W).
-
-    im2col copied xpad[n, c, y*stride + i, x*stride + j] into cols[c, i, j, n, y, x]. Send every
-    entry of cols back to the pixel it came from, adding where patches overlap. Loop over the kernel
-    offsets (i, j) and use strided slices, as im2col does: no loop over pixels. Then cut off the padding.
-    """
     xp = array_module(cols)
     c, kh, kw, n, ho, wo = cols.shape
     _, _, h, w = x_shape
-    dx_padded = xp.zeros((c, n, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)  # (C, N, H+2p, W+2p)
+    dx_padded = xp.zeros((c, n, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
             dx_padded[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] += cols[:, i, j]
     return xp.ascontiguousarray(dx_padded[:, :, padding:padding + h, padding:padding + w].transpose(1, 0, 2, 3))
 
 
-class Conv2d(Function):
-    """x (N, C, H, W), weight (O, C, kh, kw) -> out (N, O, Ho, Wo)  (no bias)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, stride=1, padding=0):
-        xp = array_module(x)
-        n = x.shape[0]
-        o, c, kh, kw = weight.shape
-        cols = im2col(x, kh, kw, stride, padding)
-        ho, wo = cols.shape[-2:]
-        out = weight.reshape(o, -1) @ cols.reshape(c * kh * kw, -1)
-        ctx.save_for_backward(cols, weight)
-        ctx.x_shape, ctx.stride, ctx.padding = x.shape, stride, padding
-        return xp.ascontiguousarray(out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3))
-
+class Conv2d(stub.Conv2d):
     @staticmethod
     def backward(ctx, g):
-        """g = dL/dout (N, O, Ho, Wo). Return (dx (N, C, H, W), dweight (O, C, kh, kw))."""
         cols, weight = ctx.saved
         o = g.shape[1]
         g_mat = g.transpose(1, 0, 2, 3).reshape(o, -1)
