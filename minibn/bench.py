@@ -45,21 +45,28 @@ def summarize(name: str, train_times: list[float], eval_times: list[float], batc
             None if peak_bytes is None else peak_bytes / 2**20}
 
 
-def bench_minibn(depth: int, mode: str, batch_size: int, eval_batch_size: int, steps: int, repeats: int,
-                 warmup: int) -> dict:
-    xp = backend.xp()
+def minibn_training_step(depth: int, mode: str, batch_size: int):
+    """A ResNet in ``mode``, its optimizer and one fixed synthetic batch; returns (model, step)."""
     rng = np.random.default_rng(0)
     model = cifar_resnet(depth, seed=0)
     set_trainable(model, mode)
     optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     images = Tensor(rng.standard_normal((batch_size, 3, 32, 32)).astype(np.float32))
     labels = backend.to_device(rng.integers(0, 10, batch_size))
-    eval_images = Tensor(rng.standard_normal((eval_batch_size, 3, 32, 32)).astype(np.float32))
 
     def train_step():
         optimizer.zero_grad()
         F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
+        with profiler.timing("SGD", "step"):
+            optimizer.step()
+    return model, train_step
+
+
+def bench_minibn(depth: int, mode: str, batch_size: int, eval_batch_size: int, steps: int, repeats: int,
+                 warmup: int) -> dict:
+    xp = backend.xp()
+    model, train_step = minibn_training_step(depth, mode, batch_size)
+    eval_images = Tensor(np.random.default_rng(1).standard_normal((eval_batch_size, 3, 32, 32)).astype(np.float32))
 
     def eval_step():
         with no_grad():
@@ -113,20 +120,13 @@ def bench_torch(depth: int, mode: str, batch_size: int, eval_batch_size: int, st
 
 def profile_steps(depth: int, mode: str, batch_size: int, steps: int = 3) -> list[tuple[str, str, float, int]]:
     """Per-op time of ``steps`` training steps: (op, forward/backward, ms per step, calls per step)."""
-    rng = np.random.default_rng(0)
-    model = cifar_resnet(depth, seed=0)
-    set_trainable(model, mode)
-    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    images = Tensor(rng.standard_normal((batch_size, 3, 32, 32)).astype(np.float32))
-    labels = backend.to_device(rng.integers(0, 10, batch_size))
+    _, train_step = minibn_training_step(depth, mode, batch_size)
+    train_step()  # warm-up, not counted
     profiler.reset()
     profiler.enabled, was_enabled = True, profiler.enabled
     try:
         for _ in range(steps):
-            optimizer.zero_grad()
-            F.cross_entropy(model(images), labels).backward()
-            with profiler.timing("SGD", "step"):
-                optimizer.step()
+            train_step()
     finally:
         profiler.enabled = was_enabled
     rows = [(op, phase, total / steps * 1000, calls // steps) for (op, phase), (total, calls) in profiler.totals.items()]
