@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from minibn import backend
@@ -107,7 +108,7 @@ def sweep(backend_name, depths, modes, seeds, epochs, batch_size, data, data_dir
                 except Interrupted as stop:
                     raise click.ClickException(f"{stop}; run the same sweep again to go on") from None
                 except (TrainingStopped, ValueError) as error:
-                    console.print(f"[red]{folder.name} stopped: {error}[/red]")
+                    console.print(f"[red]{folder.name} stopped: {escape(str(error))}[/red]")
     rows = collect_results(root)
     if not rows:
         raise click.ClickException(f"no finished runs under {root}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import platform
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 import minibn
@@ -21,9 +22,9 @@ def info(backend_name):
     table.add_row("minibn", minibn.__version__)
     table.add_row("python", platform.python_version())
     table.add_row("backend", backend.backend_name())
-    table.add_row("why", backend.backend_reason())
+    table.add_row("why", escape(backend.backend_reason()))
     for key, value in backend.device_description().items():
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     table.add_row("numpy", np.__version__)
     table.add_row("BLAS", _blas_name())
     try:

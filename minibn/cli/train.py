@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from click.core import ParameterSource
+from rich.markup import escape
 from rich.table import Table
 
 from minibn import backend, kernels
@@ -82,7 +83,7 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
     try:
         summary = run(config, dataset, Path(out), resume=resume, console=console)
     except Interrupted as stop:
-        console.print(f"[yellow]{stop}[/yellow]")
+        console.print(f"[yellow]{escape(str(stop))}[/yellow]")
         sys.exit(130)
     except (TrainingStopped, ValueError) as error:
         raise click.ClickException(str(error)) from None
