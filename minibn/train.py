@@ -171,7 +171,7 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
     try:
         while progress.epoch < config.epochs:
             _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console,
-                         checkpoint, best_acc)
+                         checkpoint)
             test_loss, test_acc = evaluate(model, test_loader)
             best_acc = max(best_acc, test_acc)
             record = {"epoch": progress.epoch + 1,
@@ -188,6 +188,10 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
                           f"({record['images_per_s']:.0f} img/s)")
             progress = Progress(epoch=progress.epoch + 1, global_step=progress.global_step)
             save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc)
+    except KeyboardInterrupt:  # in training, evaluation or saving: progress says exactly where we are
+        save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc)
+        raise Interrupted(f"interrupted in epoch {progress.epoch + 1} at step {progress.step_in_epoch}; "
+                          f"checkpoint saved to {checkpoint}; continue with --resume") from None
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
@@ -195,8 +199,8 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
 
 
 def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console,
-                 checkpoint, best_acc) -> None:
-    """Run the rest of the current epoch, updating ``progress``; on Ctrl-C save and raise Interrupted."""
+                 checkpoint) -> None:
+    """Run the rest of the current epoch, updating ``progress`` (also when Ctrl-C stops it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
     xp = backend.xp()
     loss_sum, correct = xp.zeros((), dtype=np.float64), xp.zeros((), dtype=np.int64)
@@ -239,10 +243,8 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
                                       f"acc {progress.correct / progress.seen:.1%}  "
                                       f"{progress.seen / max(progress.seconds, 1e-9):.0f} img/s")
         except KeyboardInterrupt:
-            sync_progress()
-            save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc)
-            raise Interrupted(f"interrupted in epoch {progress.epoch + 1} at step {progress.step_in_epoch}; "
-                              f"checkpoint saved to {checkpoint}; continue with --resume") from None
+            sync_progress()  # fold this epoch's device sums into progress; run() saves it
+            raise
 
 
 def _drop_records_after(metrics: Path, epoch: int) -> None:

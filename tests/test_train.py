@@ -193,3 +193,24 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, 41))
+
+
+def test_ctrl_c_during_evaluation_resumes_without_retraining(data_dir, tmp_path, monkeypatch):
+    args = [*TINY, "--epochs", "2", "--train", "all", "--data-dir", data_dir]
+    straight = tmp_path / "straight"
+    assert train(*args, "--out", str(straight)).exit_code == 0
+    real_evaluate, calls = minibn.train.evaluate, []
+
+    def interrupted_evaluate(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_evaluate(*a, **k)
+    monkeypatch.setattr(minibn.train, "evaluate", interrupted_evaluate)
+    out = tmp_path / "run"
+    result = train(*args, "--out", str(out))
+    assert result.exit_code == 130 and "epoch 1 at step 4" in result.output
+    monkeypatch.undo()
+    assert train("--resume", "--out", str(out), "--backend", "numpy", "--data-dir", data_dir).exit_code == 0
+    a, b = weights(straight), weights(out)
+    assert all(np.array_equal(a[k], b[k]) for k in a if k.startswith("model/"))
