@@ -75,12 +75,15 @@ class Module:
 
     def named_buffers(self) -> Iterator[tuple[str, object]]:
         """Buffers, then the masks of masked parameters (saved as "<name>_mask", as PyTorch's pruning does)."""
-        for prefix, module in self.named_modules():
-            for name in module._buffer_names:
-                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
+        yield from self._registered_buffers()
         for name, p in self.named_parameters():
             if p.mask is not None:
                 yield f"{name}_mask", p.mask
+
+    def _registered_buffers(self) -> Iterator[tuple[str, object]]:
+        for prefix, module in self.named_modules():
+            for name in module._buffer_names:
+                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
 
     # ---- modes and gradients -------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
@@ -108,24 +111,24 @@ class Module:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Copy arrays into the parameters and buffers in place; names and shapes must match."""
+        """Copy arrays into the parameters and buffers in place; names and shapes must match.
+
+        Keys ending in "_mask" set the masks of the parameters they name (and no key means no mask).
+        """
         params = dict(self.named_parameters())
-        buffers = dict(self.named_buffers())
-        masks = {name[:-len("_mask")]: array for name, array in state.items()
-                 if name.endswith("_mask") and name[:-len("_mask")] in params}
-        expected = set(params) | {n for n in buffers if not n.endswith("_mask")}
-        given = set(state) - {f"{n}_mask" for n in masks}
-        if expected != given:
-            missing, unexpected = sorted(expected - given), sorted(given - expected)
+        targets = {name: p.data for name, p in params.items()} | dict(self._registered_buffers())
+        arrays = {name: a for name, a in state.items() if not name.endswith("_mask")}
+        masks = {name[:-len("_mask")]: a for name, a in state.items() if name.endswith("_mask")}
+        missing, unexpected = sorted(set(targets) - set(arrays)), sorted(set(arrays) - set(targets))
+        unexpected += sorted(f"{name}_mask" for name in set(masks) - set(params))
+        if missing or unexpected:
             raise KeyError(f"state dict does not match the model: missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]}")
-        for name, target in list(params.items()) + [(n, b) for n, b in buffers.items() if n in given]:
-            array = state[name]
-            data = target.data if isinstance(target, Tensor) else target
-            if tuple(array.shape) != tuple(data.shape):
-                raise ValueError(f"{name}: shape {tuple(array.shape)} in the state dict, "
-                                 f"{tuple(data.shape)} in the model")
-            data[...] = backend.to_device(array, dtype=data.dtype)
+        for name, target in targets.items():
+            if tuple(arrays[name].shape) != tuple(target.shape):
+                raise ValueError(f"{name}: shape {tuple(arrays[name].shape)} in the state dict, "
+                                 f"{tuple(target.shape)} in the model")
+            target[...] = backend.to_device(arrays[name], dtype=target.dtype)
         for name, p in params.items():
             p.mask = backend.to_device(masks[name], dtype=p.dtype) if name in masks else None
 
