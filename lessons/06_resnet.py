@@ -55,6 +55,7 @@ for kind in ("conv", "bn", "linear"):
     ax.plot(depths, [counts[d][kind] for d in depths], marker="o", label=kind)
 ax.set(xscale="log", yscale="log", xlabel="depth", ylabel="parameters", title="where the parameters are")
 ax.set_xticks(depths, [str(d) for d in depths])
+ax.minorticks_off()
 ax.legend()
 ax.grid(alpha=0.3)
 save(fig, args.out, "parameters.png")

@@ -3,7 +3,7 @@
 What you learn: the whole training loop of minibn/train.py: augmented batches made on the device,
 SGD with momentum and weight decay, a step schedule, evaluation with running BN statistics, logs
 and checkpoints. Here everything trains (mode `all`); the next lessons freeze the weights.
-Run:   python lessons/08_training.py                      (ResNet-8, 500 images, 3 epochs: about a minute)
+Run:   python lessons/08_training.py                      (ResNet-8, 1,000 images, 8 epochs: about a minute)
        python lessons/08_training.py --depth 20 --epochs 30 --subset 0 --test-subset 0   (hours on a CPU)
        minibn train --backend cupy --depth 20 --train all                                 (the real thing)
 Look:  out/08_training/augmentation.png (what the network sees) and out/08_training/curves.png.
@@ -32,7 +32,7 @@ data = dataset(args)
 fig, axes = plt.subplots(2, 8, figsize=(12, 3.4))
 for row, k in enumerate((0, 1)):
     loader = CifarLoader(np.repeat(data.x_train[k:k + 1], 7, axis=0), np.repeat(data.y_train[k:k + 1], 7),
-                         batch_size=7, train=True, seed=1)
+                         batch_size=7, train=True, seed=row + 1)
     images, _ = next(loader.epoch(0))
     pixels = to_host(images) * np.array(STD)[:, None, None] + np.array(MEAN)[:, None, None]
     axes[row, 0].imshow(data.x_train[k].transpose(1, 2, 0))

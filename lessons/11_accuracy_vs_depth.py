@@ -16,7 +16,7 @@ from training_helpers import add_training_arguments, dataset, runs_folder, smoke
 
 from minibn.analysis import PAPER, collect_results, plot_accuracy_vs_depth
 
-args = lesson_args("11_depth", __doc__, lambda p: (add_training_arguments(p, epochs=2, subset=300, test_subset=300),
+args = lesson_args("11_depth", __doc__, lambda p: (add_training_arguments(p),
                                                   p.add_argument("--depths", default="8,14"),
                                                   p.add_argument("--results", type=Path, default=None,
                                                                  help="a `minibn sweep --out` folder")))

@@ -11,7 +11,7 @@ from minibn.train import TrainConfig, run
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # where the course keeps CIFAR-10
 
 
-def add_training_arguments(parser, depth=8, epochs=3, subset=500, test_subset=500) -> None:
+def add_training_arguments(parser, depth=8, epochs=8, subset=1000, test_subset=500) -> None:
     parser.add_argument("--data-dir", default=None, help="folder with cifar-10-batches-py (else the sample)")
     parser.add_argument("--depth", type=int, default=depth)
     parser.add_argument("--epochs", type=int, default=epochs)

@@ -138,7 +138,10 @@ def group_rows(rows: list[dict]) -> dict[tuple[int, str], list[dict]]:
 
 
 def plot_accuracy_vs_depth(rows: list[dict], out: Path, with_paper: bool = True) -> Path:
+    """Final test accuracy against depth, one line per mode (mean and spread over seeds), and the
+    paper's numbers dashed in the same colour."""
     plt = _pyplot()
+    colors = {"bn": "C1", "all": "C0", "output": "C2", "random": "C3", "bn+output": "C4"}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     by_mode: dict[str, list[tuple[int, float, float]]] = {}
     for (depth, mode), group in group_rows(rows).items():
@@ -146,14 +149,24 @@ def plot_accuracy_vs_depth(rows: list[dict], out: Path, with_paper: bool = True)
         by_mode.setdefault(mode, []).append((depth, float(np.mean(accs)), float(np.std(accs))))
     for mode, points in by_mode.items():
         depths, means, stds = zip(*sorted(points))
-        ax.errorbar(depths, means, yerr=stds, marker="o", capsize=3, label=f"minibn: {mode}")
+        ax.errorbar(depths, means, yerr=stds, marker="o", capsize=3, color=colors.get(mode), label=f"minibn: {mode}")
+    shown = sorted({r["depth"] for r in rows})
     if with_paper:
-        for mode, points in PAPER.items():
-            depths = sorted(d for d in points if d <= max(r["depth"] for r in rows) * 2)
+        for name, points in PAPER.items():
+            depths = sorted(d for d in points if d <= 2 * max(shown))
             if depths:
-                ax.plot(depths, [points[d] for d in depths], ls="--", marker="x", alpha=0.6, label=f"paper: {mode}")
+                mode = name.split()[0]
+                ax.plot(depths, [points[d] for d in depths], ls="--" if name == mode else ":", marker="x",
+                        color=colors.get(mode), alpha=0.7, label=f"paper: {name} (160 epochs, all data)")
+                shown = sorted(set(shown) | set(depths))
+    epochs = sorted({r["epochs"] for r in rows})
+    images = sorted({r["train_images"] for r in rows})
     ax.set_xscale("log")
-    ax.set(xlabel="depth", ylabel="test accuracy (%)", title="CIFAR-10 accuracy vs depth")
+    ax.set_xticks(shown, [str(d) for d in shown])
+    ax.minorticks_off()
+    ax.set(xlabel="depth", ylabel="test accuracy (%)",
+           title=f"CIFAR-10 accuracy vs depth (minibn: {'/'.join(map(str, epochs))} epochs, "
+                 f"{'/'.join(f'{n:,}' for n in images)} training images)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return _save(fig, out)
