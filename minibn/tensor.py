@@ -41,6 +41,7 @@ class Context:
         self.needs_input_grad = needs_input_grad
         self.requires_grad = any(needs_input_grad)
         self.saved: tuple = ()
+        self.fn: type[Function] | None = None  # the op, and its inputs: set once the output needs a backward
         self.parents: tuple[Tensor, ...] = ()
 
     def save_for_backward(self, *arrays) -> None:
@@ -74,8 +75,8 @@ class Function:
             out = Tensor(cls.forward(ctx, *(t.data for t in tensors), **options))
         if ctx.requires_grad:
             out.requires_grad = True
-            out._ctx, out._fn = ctx, cls
-            ctx.parents = tensors
+            out._ctx = ctx
+            ctx.fn, ctx.parents = cls, tensors
         return out
 
 
@@ -99,7 +100,6 @@ class Tensor:
         self.grad = None
         self.requires_grad = requires_grad
         self._ctx: Context | None = None  # set on outputs of ops that need a backward
-        self._fn: type[Function] | None = None
 
     # ---- array-like properties -------------------------------------------------
     @property
@@ -161,7 +161,7 @@ class Tensor:
             if node._ctx is None:  # a leaf: accumulate, so a tensor used twice gets both parts
                 node.grad = node_grad if node.grad is None else node.grad + node_grad
                 continue
-            ctx, fn = node._ctx, node._fn
+            ctx, fn = node._ctx, node._ctx.fn
             if ctx.saved is None:
                 raise RuntimeError("backward through the same graph a second time: "
                                    "its saved arrays were freed; run the forward again")
