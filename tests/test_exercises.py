@@ -33,10 +33,21 @@ def test_solution_passes(solution):
 
 
 def test_col2im_that_overwrites_instead_of_adding_fails(tmp_path):
-    source = (ROOT / "tests" / "exercise_solutions" / "ex_conv.py").read_text()
-    source = source.replace("Path(__file__).parent", repr(str(ROOT / "tests" / "exercise_solutions")))
+    solution = (ROOT / "tests" / "exercise_solutions" / "ex_conv.py").read_text()
+    solution = solution.replace("Path(__file__).parent", repr(str(ROOT / "tests" / "exercise_solutions")))
+    wrong_col2im = """
+def col2im(cols, x_shape, stride, padding):  # overwrites where patches overlap: a classic bug
+    c, kh, kw, n, ho, wo = cols.shape
+    _, _, h, w = x_shape
+    dx = np.zeros((c, n, h + 2 * padding, w + 2 * padding))
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] = cols[:, i, j]
+    return np.ascontiguousarray(dx[:, :, padding:padding + h, padding:padding + w].transpose(1, 0, 2, 3))
+"""
     wrong = tmp_path / "ex_conv_wrong.py"
-    wrong.write_text(source.replace("] += cols[:, i, j]", "] = cols[:, i, j]"))
+    wrong.write_text(solution.replace("from minibn.conv import col2im  # noqa: E402",
+                                      "import numpy as np" + wrong_col2im))
     result = grade(wrong)
     assert result.exit_code == 1 and "FAIL at" in result.output
 
