@@ -30,7 +30,7 @@ def dataset(args):
     for place in (args.data_dir, None, SHARED_DATA):
         if find_cifar10(str(place) if place else None):
             return load_cifar10(str(place) if place else None, download=False)
-    console.print("[yellow]CIFAR-10 not found: using the bundled sample (1,000 training images).[/yellow]")
+    console.print("[yellow]CIFAR-10 not found: using the bundled sample (500 training images).[/yellow]")
     return load_sample()
 
 

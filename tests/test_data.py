@@ -108,8 +108,8 @@ def test_offline_is_one_line_saying_where_to_put_files(tmp_path, monkeypatch):
 
 def test_bundled_sample():
     sample = load_sample()
-    assert sample.x_train.shape == (1000, 3, 32, 32) and sample.x_test.shape == (500, 3, 32, 32)
-    assert np.bincount(sample.y_train).tolist() == [100] * 10
+    assert sample.x_train.shape == (500, 3, 32, 32) and sample.x_test.shape == (200, 3, 32, 32)
+    assert np.bincount(sample.y_train).tolist() == [50] * 10
 
 
 def test_loader_batches_cover_the_epoch_and_reshuffle():

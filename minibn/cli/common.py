@@ -48,7 +48,7 @@ def load_data(data: str, data_dir: str | None):
             return load_sample()
         if data == "auto" and data_dir is None and find_cifar10(None) is None:
             console.print("[yellow]CIFAR-10 not found ($MINIBN_DATA, ~/.cache/minibn): training on the "
-                          "bundled sample of 1,000 images. Use --data cifar10 to download the real data set.[/yellow]")
+                          "bundled sample of 500 images. Use --data cifar10 to download the real data set.[/yellow]")
             return load_sample()
         return load_cifar10(data_dir, console=console)
     except DataError as error:

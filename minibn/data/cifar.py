@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import io
 import os
 import pickle
 import shutil
@@ -200,8 +199,8 @@ def write_batch(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         pickle.dump(batch, f, protocol=2)
 
 
-def build_sample(folder: Path, out: Path, per_class_train: int = 100, per_class_test: int = 50) -> None:
-    """Cut the bundled sample from the real data: the first images of each class, as .npz."""
+def build_sample(folder: Path, out: Path, per_class_train: int = 50, per_class_test: int = 20) -> None:
+    """Cut the bundled sample from the real data: the first images of each class, as .npz (under 2 MB)."""
     full = load_cifar10_folder(folder)
 
     def first_per_class(x, y, k):
@@ -211,6 +210,4 @@ def build_sample(folder: Path, out: Path, per_class_train: int = 100, per_class_
     x_train, y_train = first_per_class(full.x_train, full.y_train, per_class_train)
     x_test, y_test = first_per_class(full.x_test, full.y_test, per_class_test)
     out.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    out.write_bytes(buffer.getvalue())
+    np.savez_compressed(out, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
