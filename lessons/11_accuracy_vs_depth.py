@@ -1,8 +1,9 @@
 """Lesson 11: accuracy versus depth, with the paper's numbers beside ours.
 
-What you learn: BN-only accuracy grows with depth, because a deeper net has more random features
-for BatchNorm to choose from, while full training saturates early. This lesson reads the results of
-`minibn sweep` (or runs a tiny sweep itself) and plots them next to the paper's.
+What you learn: in the paper, BN-only accuracy grows with depth (a deeper net has more random
+features for BatchNorm to choose from) while full training saturates early. This lesson reads the
+results of `minibn sweep` (or runs a tiny sweep itself) and plots them next to the paper's. Short
+runs on few images do not show the growth yet; the 160-epoch series does.
 Run:   python lessons/11_accuracy_vs_depth.py                          (a tiny sweep: minutes)
        python lessons/11_accuracy_vs_depth.py --results runs/sweep-cpu (a finished sweep's results)
        minibn sweep --depths 14,32,56,110 --modes bn,all --epochs 160 --out runs/paper   (the real one)

@@ -117,7 +117,8 @@ def write_results(rows: list[dict], root: Path) -> tuple[Path, Path]:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| depth | train | seeds | epochs | train images | final test acc (%) | gammas below 0.1 in abs | paper (160 epochs, full data) |",
+    lines = ["| depth | train | seeds | epochs | train images | final test acc (%) | gammas below 0.1 in abs "
+             "| paper (160 epochs, full data) |",
              "|---|---|---|---|---|---|---|---|"]
     for (depth, mode), group in group_rows(rows).items():
         accs = [100 * r["final_test_acc"] for r in group]

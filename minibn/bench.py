@@ -129,5 +129,6 @@ def profile_steps(depth: int, mode: str, batch_size: int, steps: int = 3) -> lis
             train_step()
     finally:
         profiler.enabled = was_enabled
-    rows = [(op, phase, total / steps * 1000, calls // steps) for (op, phase), (total, calls) in profiler.totals.items()]
+    rows = [(op, phase, total / steps * 1000, calls // steps)
+            for (op, phase), (total, calls) in profiler.totals.items()]
     return sorted(rows, key=lambda row: -row[2])

@@ -5,7 +5,7 @@ inputs chosen away from kinks (relu at 0, ties in max, log of numbers near 0).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -22,7 +22,6 @@ class Check:
     inputs: list
     max_elements: int | None = None
     names: list[str] | None = None
-    options: dict = field(default_factory=dict)
     hint: str = ""  # shown when the check fails (exercises)
 
     @property

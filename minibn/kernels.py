@@ -111,8 +111,10 @@ def _compiled():
 def im2col(x, kh: int, kw: int, stride: int, padding: int):
     """Twin of conv.im2col: x (N, C, H, W) -> cols (C, kh, kw, N, Ho, Wo), in one launch."""
     import cupy
+
+    from minibn.conv import conv_output_size  # imported here: conv.py imports this module
     n, c, h, w = x.shape
-    ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    ho, wo = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
     cols = cupy.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
     _compiled()["im2col"](cupy.ascontiguousarray(x), c, h, w, kh, kw, n, ho, wo, stride, padding, cols)
     return cols
@@ -171,6 +173,7 @@ def sgd_step(optimizer, trainable) -> None:
         first = buf is None
         if first:
             buf = optimizer.momentum_buffers[i] = cupy.empty_like(p.data)
-        mask = p.mask if p.mask is not None else cupy.ones((), dtype=p.dtype)
-        kernel(p.grad, mask, p.dtype.type(optimizer.lr), p.dtype.type(optimizer.weight_decay), p.dtype.type(optimizer.momentum), first,
+        scalar = p.dtype.type
+        mask = p.mask if p.mask is not None else scalar(1)  # a scalar argument: no array to allocate
+        kernel(p.grad, mask, scalar(optimizer.lr), scalar(optimizer.weight_decay), scalar(optimizer.momentum), first,
                p.data, buf)

@@ -134,13 +134,11 @@ class Module:
 
     def to(self, dtype) -> "Module":
         """Cast parameters, masks and buffers to ``dtype`` (float32 to train, float64 to check)."""
+        for p in self.parameters():
+            p.data, p.grad = p.data.astype(dtype), None
+            if p.mask is not None:
+                p.mask = p.mask.astype(dtype)
         for module in self.modules():
-            for name, value in vars(module).items():
-                if isinstance(value, Parameter):
-                    value.data = value.data.astype(dtype)
-                    value.grad = None
-                    if value.mask is not None:
-                        value.mask = value.mask.astype(dtype)
             for name in module._buffer_names:
                 setattr(module, name, getattr(module, name).astype(dtype))
         return self

@@ -5,6 +5,7 @@ import math
 from typing import Iterable
 
 from minibn import kernels
+from minibn.backend import to_device
 from minibn.nn import Parameter
 
 
@@ -53,9 +54,11 @@ class SGD:
         return {f"momentum_buffer.{i}": buf for i, buf in self.momentum_buffers.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        from minibn.backend import to_device
-        self.momentum_buffers = {int(key.split(".")[1]): to_device(value, self.params[int(key.split(".")[1])].dtype)
-                                 for key, value in state.items() if key.startswith("momentum_buffer.")}
+        self.momentum_buffers = {}
+        for key, value in state.items():
+            if key.startswith("momentum_buffer."):
+                i = int(key[len("momentum_buffer."):])
+                self.momentum_buffers[i] = to_device(value, self.params[i].dtype)
 
 
 SCHEDULES = ("multistep", "cosine", "constant")

@@ -49,7 +49,8 @@ def analyze(backend_name, checkpoint, out):
         table.add_column(column, justify="left" if column == "where" else "right")
     for stage, gammas in groups.items():
         fractions = fraction_below(gammas)
-        table.add_row(stage, str(len(gammas)), f"{abs(gammas).mean():.3f}", *(f"{fractions[t]:.1%}" for t in THRESHOLDS))
+        table.add_row(stage, str(len(gammas)), f"{abs(gammas).mean():.3f}",
+                      *(f"{fractions[t]:.1%}" for t in THRESHOLDS))
     console.print(table)
     groups.pop("all")
     out = Path(out) if out else Path(checkpoint).with_name("gamma_histogram.png")
@@ -102,7 +103,8 @@ def sweep(backend_name, depths, modes, seeds, epochs, batch_size, data, data_dir
                     continue
                 config = TrainConfig(depth=depth, train=mode, epochs=epochs, batch_size=batch_size, seed=seed,
                                      data=data, subset=subset, test_subset=test_subset)
-                console.print(f"[bold]ResNet-{depth}, {mode}, seed {seed}[/bold] on {backend.backend_name()} -> {folder}")
+                console.print(f"[bold]ResNet-{depth}, {mode}, seed {seed}[/bold] "
+                              f"on {backend.backend_name()} -> {folder}")
                 try:
                     run(config, dataset, folder, resume=(folder / "checkpoint.npz").exists(), console=console)
                 except Interrupted as stop:
@@ -116,7 +118,3 @@ def sweep(backend_name, depths, modes, seeds, epochs, batch_size, data, data_dir
     figure = plot_accuracy_vs_depth(rows, root / "accuracy_vs_depth.png")
     console.print(md_path.read_text())
     console.print(f"saved {csv_path}, {md_path} and {figure}")
-
-
-for command in (plot, analyze, sweep):
-    command.params[0].name = "backend_name"

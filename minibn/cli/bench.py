@@ -63,6 +63,3 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
         for op, phase, ms, calls in rows:
             table.add_row(op, phase, f"{ms:.2f}", f"{ms / total:.0%}", str(calls))
         console.print(table)
-
-
-bench.params[0].name = "backend_name"

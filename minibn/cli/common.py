@@ -4,6 +4,8 @@ Errors a user can cause end as one line (a click usage error or "Error: ..."), n
 """
 from __future__ import annotations
 
+import os
+
 import click
 from rich.console import Console
 
@@ -13,14 +15,14 @@ from minibn.models import valid_depths
 
 console = Console(highlight=False)
 
-backend_option = click.option(
-    "--backend", type=click.Choice(backend.BACKENDS), default=None, show_default="auto (or $MINIBN_BACKEND)",
+backend_option = click.option(  # passed as backend_name: `backend` is the module
+    "--backend", "backend_name", type=click.Choice(backend.BACKENDS), default=None,
+    show_default="auto (or $MINIBN_BACKEND)",
     help="numpy (CPU), cupy (GPU) or auto: CuPy when a CUDA device works, else NumPy.")
 
 
 def select_backend(name: str | None, default: str = "auto") -> None:
     """Apply --backend (falling back to $MINIBN_BACKEND, then ``default``); one-line error on failure."""
-    import os
     try:
         backend.use_backend(name or os.environ.get("MINIBN_BACKEND") or default)
     except backend.BackendError as error:

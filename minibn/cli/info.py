@@ -45,8 +45,6 @@ def _blas_name() -> str:
         return "unknown"
 
 
-info.params[0].name = "backend_name"
-
 
 @main.command()
 @backend_option
@@ -82,7 +80,7 @@ def run_checks(checks, title: str) -> int:
     for check in checks:
         try:
             results = minibn.gradcheck(check.fn, check.inputs, names=check.names,
-                                       max_elements=check.max_elements, **check.options)
+                                       max_elements=check.max_elements)
         except Exception as error:
             table.add_row(check.name, "", check.shapes, "", "", f"[red]ERROR[/red] {type(error).__name__}: {error}")
             failed += 1
@@ -101,6 +99,3 @@ def run_checks(checks, title: str) -> int:
     for hint in dict.fromkeys(h for h in hints if h):
         console.print(f"[yellow]hint:[/yellow] {hint}")
     return failed
-
-
-gradcheck.params[0].name = "backend_name"

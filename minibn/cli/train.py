@@ -130,7 +130,3 @@ def evaluate_command(backend_name, checkpoint, data, data_dir, batch_size):
     config = meta["config"]
     console.print(f"ResNet-{config['depth']} ({config['train']}) after {meta['progress']['epoch']} epochs: "
                   f"test accuracy {acc:.2%}, loss {loss:.4f} on {loader.num_images} images of {dataset.source}")
-
-
-train.params[0].name = "backend_name"
-evaluate_command.params[0].name = "backend_name"

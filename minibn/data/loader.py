@@ -34,7 +34,8 @@ class CifarLoader:
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.scale = xp.asarray([1 / (255 * s) for s in STD], dtype=np.float32).reshape(1, 3, 1, 1)
         self.shift = xp.asarray([m / s for m, s in zip(MEAN, STD)], dtype=np.float32).reshape(1, 3, 1, 1)
-        self.pixels = xp.arange(32)
+        # index constants for the crop-and-flip gather, made once rather than per batch
+        self.pixels, self.mirrored, self.channels = xp.arange(32), 31 - xp.arange(32), xp.arange(3)[None, :, None, None]
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -58,8 +59,8 @@ class CifarLoader:
                 continue
             index = order[batch]
             rows = offsets[batch, 0:1] + self.pixels                                   # (B, 32)
-            cols = offsets[batch, 1:2] + xp.where(flips[batch, None], 31 - self.pixels, self.pixels)
-            crops = self.images[index[:, None, None, None], xp.arange(3)[None, :, None, None],
+            cols = offsets[batch, 1:2] + xp.where(flips[batch, None], self.mirrored, self.pixels)
+            crops = self.images[index[:, None, None, None], self.channels,
                                 rows[:, None, :, None], cols[:, None, None, :]]       # (B, 3, 32, 32)
             yield self.normalize(crops), self.labels[index]
 
