@@ -79,7 +79,7 @@ x, w = Value(0.7), Value(-1.3)
 y = f_scalar(x, w)
 y.backward()
 
-from minibn import Tensor  # noqa: E402
+from minibn import Tensor, to_host  # noqa: E402
 
 xt, wt = Tensor(np.array(0.7), requires_grad=True), Tensor(np.array(-1.3), requires_grad=True)
 s = wt * xt + xt * xt
@@ -89,7 +89,7 @@ yt.backward()
 analytic_dx = (1 - math.tanh(-1.3 * 0.7 + 0.49) ** 2) * (-1.3 + 2 * 0.7)
 table("d f / d x and d f / d w", ["engine", "f", "df/dx", "df/dw"], [
     ["scalar Value", y.data, x.grad, w.grad],
-    ["minibn Tensor", float(yt.data), float(xt.grad), float(wt.grad)],
+    ["minibn Tensor", yt.item(), xt.grad.item(), wt.grad.item()],
     ["by hand", y.data, analytic_dx, (1 - y.data ** 2) * 0.7],
 ])
 
@@ -104,7 +104,7 @@ ft = (s.exp() - (-s).exp()) / (s.exp() + (-s).exp())
 ft.sum().backward()  # sum: each f(x_i) depends only on x_i, so d sum / d x_i = f'(x_i)
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(xs, ft.numpy(), label="f(x) = tanh(-1.3 x + x^2)")
-ax.plot(xs, xt.grad, label="df/dx from backward()")
+ax.plot(xs, to_host(xt.grad), label="df/dx from backward()")  # to_host: a GPU array must be copied back to plot
 ax.plot(xs[:-1] + (xs[1] - xs[0]) / 2, np.diff(ft.numpy()) / np.diff(xs), "k:", label="slope of f (finite differences)")
 ax.legend(fontsize=8)
 ax.grid(alpha=0.3)

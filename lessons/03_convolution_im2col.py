@@ -12,7 +12,7 @@ import time
 import numpy as np
 from common import console, lesson_args, plt, save, table
 
-from minibn import Tensor
+from minibn import Tensor, synchronize, to_host
 from minibn.conv import conv2d_naive, im2col
 from minibn.functional import conv2d
 
@@ -56,12 +56,14 @@ def best_of(fn, repeats=3):
     for _ in range(repeats):
         start = time.perf_counter()
         result = fn()
+        synchronize()  # on a GPU the call returns before the work is done: wait before reading the clock
         times.append(time.perf_counter() - start)
     return result, min(times)
 
 
 naive, naive_s = best_of(lambda: conv2d_naive(x, w, stride=1, padding=1), repeats=1)
 fast, fast_s = best_of(lambda: conv2d(Tensor(x), Tensor(w), padding=1).data)
+fast = to_host(fast)  # on a GPU, back to the host to compare with the NumPy loops
 flops = 2 * n * o * size * size * c * 9
 table(f"conv 3x3, x ({n}, {c}, {size}, {size}), {o} filters", ["method", "ms", "GFLOP/s", "max |diff|"], [
     ["naive loops over output pixels", naive_s * 1e3, flops / naive_s / 1e9, 0.0],

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from common import console, lesson_args, plt, save, table
 
-from minibn import Tensor
+from minibn import Tensor, synchronize, to_device, to_host
 from minibn import functional as F
 
 args = lesson_args("05_batchnorm", __doc__)
@@ -41,11 +41,12 @@ def run(fused: bool):
     x, gamma, beta = (Tensor(a, requires_grad=True) for a in (x_data, gamma_data, beta_data))
     start = time.perf_counter()
     if fused:
-        y = F.batch_norm(x, gamma, beta, np.zeros(shape[1]), np.ones(shape[1]), training=True)
+        y = F.batch_norm(x, gamma, beta, to_device(np.zeros(shape[1])), to_device(np.ones(shape[1])), training=True)
     else:
         y = batch_norm_staged(x, gamma, beta)
     y.backward(upstream)
-    return time.perf_counter() - start, y.data, x.grad, gamma.grad, beta.grad
+    synchronize()  # on a GPU, wait for the work before reading the clock
+    return time.perf_counter() - start, *(to_host(a) for a in (y.data, x.grad, gamma.grad, beta.grad))
 
 
 staged, fused = run(False), run(True)
@@ -61,12 +62,12 @@ table("staged (autograd over small ops) vs fused (one formula)", ["", "staged", 
 # variance is the unbiased one, as in PyTorch); eval mode then normalizes with them.
 # %%
 steps = 10 if args.smoke else 60
-running_mean, running_var = np.zeros(1), np.ones(1)
+running_mean, running_var = to_device(np.zeros(1)), to_device(np.ones(1))  # buffers live where the model does
 history = []
 for _ in range(steps):
     batch = Tensor(rng.normal(3, 2, (32, 1, 4, 4)))
     F.batch_norm(batch, Tensor(np.ones(1)), Tensor(np.zeros(1)), running_mean, running_var, training=True)
-    history.append((running_mean[0], running_var[0]))
+    history.append((to_host(running_mean)[0], to_host(running_var)[0]))
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot([h[0] for h in history], label="running mean")
 ax.plot([h[1] for h in history], label="running variance")

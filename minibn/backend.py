@@ -7,6 +7,7 @@ only when asked for, so ``import minibn`` never needs it.
 from __future__ import annotations
 
 import os
+import re
 from types import ModuleType
 
 import numpy as np
@@ -22,28 +23,41 @@ _current: ModuleType | None = None  # resolved on first use, so importing minibn
 _reason = ""
 
 
+INSTALL_HINT = 'install CuPy with its CUDA libraries: pip install "minibn[cuda12]" (CUDA 12) or "minibn[cuda13]" (CUDA 13)'
+
+# The CUDA libraries CuPy loads while it runs, by the name their files start with.
+CUDA_LIBRARIES = {"libcublas": "cuBLAS (matrix multiplies)", "libnvrtc": "NVRTC (compiles CuPy's kernels)",
+                  "libcudart": "the CUDA runtime", "libcurand": "cuRAND", "libnvjitlink": "nvJitLink"}
+
+
 def _import_cupy() -> ModuleType:
-    """Import CuPy and check that a CUDA device answers, or raise BackendError."""
+    """Import CuPy and check that a CUDA device computes, or raise BackendError."""
     try:
         import cupy
     except ImportError as error:
-        raise BackendError(
-            f"CuPy is not installed ({error}); install it with "
-            "`pip install minibn[cuda12]` or `pip install minibn[cuda13]` to match your CUDA"
-        ) from None
+        raise BackendError(f"CuPy is not installed ({error}); {INSTALL_HINT}") from None
     try:
-        count = cupy.cuda.runtime.getDeviceCount()
-        if count == 0:
+        if cupy.cuda.runtime.getDeviceCount() == 0:
             raise BackendError("CuPy is installed but sees no CUDA device; use --backend numpy")
-        cupy.zeros(1).sum().item()  # touch the device once: driver/toolkit mismatches surface here
+        # One tiny float32 matmul (cuBLAS) and elementwise op (a kernel NVRTC compiles): a library
+        # that is missing, or a driver that does not match, shows here and not at the first training step.
+        a = cupy.ones((4, 4), dtype=cupy.float32)
+        ((a @ a) + 1).sum().item()
     except BackendError:
         raise
-    except Exception as error:  # CUDA driver errors come in many classes
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise BackendError(
-            f"CuPy is installed but no usable CUDA device was found ({message}); use --backend numpy"
-        ) from None
+    except Exception as error:  # CUDA errors come in many classes
+        raise BackendError(_explain_cuda_error(error)) from None
     return cupy
+
+
+def _explain_cuda_error(error: Exception) -> str:
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    for prefix, what in CUDA_LIBRARIES.items():
+        found = re.search(rf"{prefix}[\w.-]*", message.lower())
+        if found:
+            return (f"CuPy cannot load {what}: {found.group(0)} is missing; {INSTALL_HINT}, or the CUDA "
+                    "Toolkit; or use --backend numpy")
+    return f"CuPy is installed but no usable CUDA device was found ({message}); use --backend numpy"
 
 
 def use_backend(name: str | None = None) -> ModuleType:

@@ -84,11 +84,18 @@ def bench_minibn(depth: int, mode: str, batch_size: int, eval_batch_size: int, s
 
 
 def bench_torch(depth: int, mode: str, batch_size: int, eval_batch_size: int, steps: int, repeats: int,
-                warmup: int, on_gpu: bool) -> dict:
-    """The same architecture, mode and batch in PyTorch eager (CUDA if minibn runs on the GPU)."""
+                warmup: int, on_gpu: bool, tf32: bool = False) -> dict:
+    """The same architecture, mode and batch in PyTorch eager (CUDA if minibn runs on the GPU).
+
+    ``tf32`` sets PyTorch's TF32 switches for matmuls and cuDNN convolutions both ways, so that
+    its math matches minibn's (PyTorch's own default mixes them: TF32 convolutions, FP32 matmuls).
+    """
     import torch
     from minibn.torch_reference import set_torch_trainable, torch_cifar_resnet
     device = "cuda" if on_gpu else "cpu"
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
     model = torch_cifar_resnet(depth).to(device)
     set_torch_trainable(model, mode)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
@@ -114,8 +121,9 @@ def bench_torch(depth: int, mode: str, batch_size: int, eval_batch_size: int, st
     eval_times = timed(eval_step, max(1, steps // 4), repeats, 1, sync)
     peak = torch.cuda.max_memory_allocated() if on_gpu else None
     threads = "" if on_gpu else f", {torch.get_num_threads()} threads"
-    return summarize(f"torch {torch.__version__.split('+')[0]} {device}{threads}", train_times, eval_times,
-                     batch_size, eval_batch_size, peak)
+    result = summarize("torch", train_times, eval_times, batch_size, eval_batch_size, peak)
+    result["detail"] = f"PyTorch {torch.__version__.split('+')[0]} eager on {device}{threads}"
+    return result
 
 
 def profile_steps(depth: int, mode: str, batch_size: int, steps: int = 3) -> list[tuple[str, str, float, int]]:

@@ -63,6 +63,7 @@ def op_checks(seed: int = 0) -> list[Check]:
         Check("transpose", lambda a: a.transpose(2, 0, 1), [r((2, 3, 4))]),
         Check("slice", lambda a: a[1:, ::2], [r((3, 4))]),
         Check("index (repeats)", lambda a: a[np.array([0, 2, 0])], [r((3, 4))]),
+        Check("index (NumPy integer)", lambda a: a[np.int64(1), 1:], [r((3, 4))]),
         Check("pad", lambda a: a.pad(((0, 0), (1, 2))), [r((3, 4))]),
         Check("log_softmax", lambda a: F.log_softmax(a, axis=1), [r((4, 5))]),
         Check("cross_entropy", lambda a: F.cross_entropy(a, labels), [r((4, 5))]),

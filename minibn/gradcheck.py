@@ -50,7 +50,7 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
     ``max_elements``: check at most this many randomly chosen elements of each input.
     Returns one GradcheckResult per checked input.
     """
-    tensors = [x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+    tensors = [x if isinstance(x, Tensor) else Tensor(backend.to_device(x, dtype=np.float64), requires_grad=True)
                for x in inputs]
     names = list(names) if names is not None else [f"input {i}" for i in range(len(tensors))]
     for name, t in zip(names, tensors):

@@ -86,6 +86,9 @@ def _compiled():
     sum_of_products = cupy.ReductionKernel(
         "T u, T v", "T out", "u * v", "a + b", "out = a", "0", "minibn_sum_of_products")
 
+    sum_of_squared_deviations = cupy.ReductionKernel(  # the mean broadcasts: (1, C, 1, 1) against x
+        "T x, T mean", "T out", "(x - mean) * (x - mean)", "a + b", "out = a", "0", "minibn_sum_of_squared_deviations")
+
     bn_backward_x = cupy.ElementwiseKernel(
         "T g, T xhat, T scale, T beta_term, T gamma_term", "T dx",
         "dx = scale * (g - beta_term - xhat * gamma_term);",
@@ -105,6 +108,7 @@ def _compiled():
         """,
         "minibn_sgd")
     return {"im2col": im2col, "col2im": col2im, "bn_forward": bn_forward, "sum_of_products": sum_of_products,
+            "sum_of_squared_deviations": sum_of_squared_deviations,
             "bn_backward_x": bn_backward_x, "cross_entropy_backward": cross_entropy_backward, "sgd": sgd}
 
 
@@ -134,10 +138,10 @@ def batch_norm_train_forward(x, gamma, beta, eps: float):
     """Twin of BatchNorm.forward in training mode for NCHW: returns y, xhat, inv_std, mean, var."""
     import cupy
     c = x.shape[1]
-    mean = x.mean(axis=(0, 2, 3))
-    var = x.var(axis=(0, 2, 3))
-    inv_std = 1 / cupy.sqrt(var + eps)
     shape = (1, c, 1, 1)
+    mean = x.mean(axis=(0, 2, 3))
+    var = _compiled()["sum_of_squared_deviations"](x, mean.reshape(shape), axis=(0, 2, 3)) / (x.size // c)
+    inv_std = 1 / cupy.sqrt(var + eps)
     xhat, y = _compiled()["bn_forward"](x, mean.reshape(shape), inv_std.reshape(shape), gamma.reshape(shape),
                                         beta.reshape(shape))
     return y, xhat, inv_std, mean, var

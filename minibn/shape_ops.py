@@ -4,6 +4,8 @@ Each op is a Function whose forward and backward sit together; ``g`` is dL/d(out
 """
 from __future__ import annotations
 
+import numpy as np
+
 from minibn.backend import array_module
 from minibn.tensor import Context, Function
 
@@ -94,8 +96,9 @@ class Transpose(Function):
 
 
 def _is_basic_index(index) -> bool:
+    """Integers (NumPy's too), slices, None and ...: a view that selects each element at most once."""
     parts = index if isinstance(index, tuple) else (index,)
-    return all(isinstance(p, (int, slice)) or p is None or p is Ellipsis for p in parts)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
 
 
 class GetItem(Function):
@@ -104,10 +107,9 @@ class GetItem(Function):
     @staticmethod
     def forward(ctx: Context, a, index):
         xp = array_module(a)
-        if xp.__name__ != "numpy":  # CuPy wants its own arrays as indices
+        if xp.__name__ != "numpy" and not _is_basic_index(index):  # index arrays go to the device once
             parts = index if isinstance(index, tuple) else (index,)
-            index = tuple(xp.asarray(p) if type(p).__module__ == "numpy" and hasattr(p, "shape") else p
-                          for p in parts)
+            index = tuple(xp.asarray(p) if isinstance(p, (np.ndarray, list)) else p for p in parts)
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
         return a[index]
 

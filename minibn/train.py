@@ -117,7 +117,14 @@ def evaluate(model: Module, loader: CifarLoader) -> tuple[float, float]:
             loss_sum += F.cross_entropy(logits, labels).data * len(labels)
             correct += (logits.data.argmax(axis=1) == labels).sum()
     model.train()
-    return float(loss_sum) / loader.num_images, float(correct) / loader.num_images
+    loss_total, correct_total = read_sums(loss_sum, correct)
+    return loss_total / loader.num_images, correct_total / loader.num_images
+
+
+def read_sums(*device_scalars) -> list[float]:
+    """Device scalars as Python floats, in one copy to the host: one wait for the GPU, not one each."""
+    xp = backend.xp()
+    return backend.to_host(xp.stack([xp.asarray(s, dtype=np.float64) for s in device_scalars])).tolist()
 
 
 def gamma_fractions(model: Module) -> dict[str, float]:
@@ -212,16 +219,16 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
     def sync_progress():
         """Fold the device sums into ``progress`` and check that the loss is finite.
 
-        float() copies to the host, so it waits for the GPU: this is the loop's only sync.
+        Reading the sums copies them to the host, so it waits for the GPU: this is the loop's only sync.
         """
         nonlocal loss_sum, correct, seen, start
-        loss_total = float(loss_sum)
+        loss_total, correct_total = read_sums(loss_sum, correct)
         if not math.isfinite(loss_total):
             raise TrainingStopped(
                 f"the loss became {loss_total} in epoch {progress.epoch + 1} near step {progress.step_in_epoch}; "
                 f"the last good checkpoint ({checkpoint}) is kept; try a smaller --lr")
         progress.loss_sum += loss_total
-        progress.correct += float(correct)
+        progress.correct += correct_total
         progress.seen += seen
         progress.seconds += time.perf_counter() - start
         loss_sum, correct, seen, start = loss_sum * 0, correct * 0, 0, time.perf_counter()

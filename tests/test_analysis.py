@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from minibn.analysis import fraction_below, stage_of
 from minibn.cli import main
+from tests.conftest import BACKEND
 from tests.fake_cifar import make_fake_cifar
 
 
@@ -16,7 +17,7 @@ def sweep_dir(tmp_path_factory):
     data = root / "data"
     make_fake_cifar(data)
     out = root / "runs"
-    result = CliRunner().invoke(main, ["sweep", "--backend", "numpy", "--depths", "8,14", "--modes", "bn,output",
+    result = CliRunner().invoke(main, ["sweep", "--backend", BACKEND, "--depths", "8,14", "--modes", "bn,output",
                                        "--epochs", "1", "--batch-size", "100", "--data-dir", str(data),
                                        "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -34,7 +35,7 @@ def test_sweep_writes_table_csv_and_figure(sweep_dir):
 
 def test_sweep_skips_finished_runs(sweep_dir):
     before = (sweep_dir / "resnet8-bn-seed0" / "metrics.jsonl").read_text()
-    result = CliRunner().invoke(main, ["sweep", "--backend", "numpy", "--depths", "8", "--modes", "bn",
+    result = CliRunner().invoke(main, ["sweep", "--backend", BACKEND, "--depths", "8", "--modes", "bn",
                                        "--epochs", "1", "--data", "sample", "--out", str(sweep_dir)])
     assert result.exit_code == 0 and (sweep_dir / "resnet8-bn-seed0" / "metrics.jsonl").read_text() == before
 

@@ -1,21 +1,33 @@
 """`minibn bench` runs and reports (tiny settings: a test never times anything that matters)."""
+import json
+
 from click.testing import CliRunner
 
 from minibn.cli import main
+from tests.conftest import BACKEND
 
 
-def test_bench_reports_step_time_and_profile():
-    result = CliRunner().invoke(main, ["bench", "--backend", "numpy", "--depth", "8", "--batch-size", "8",
+def test_bench_reports_step_time_math_and_profile(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "--backend", BACKEND, "--depth", "8", "--batch-size", "8",
                                        "--eval-batch-size", "8", "--steps", "1", "--repeats", "2", "--warmup", "1",
-                                       "--profile"], catch_exceptions=False)
+                                       "--profile", "--json", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "ms/step" in result.output and "Conv2d" in result.output and "backward" in result.output
+    assert "math: FP32" in result.output
+    record = json.loads(out.read_text())
+    assert record["math"] == "fp32" and record["results"][0]["train_ms"] > 0 and record["profile"]
+
+
+def test_tf32_on_a_cpu_is_a_usage_error():
+    result = CliRunner().invoke(main, ["bench", "--backend", "numpy", "--math", "tf32"])
+    assert result.exit_code == 2 and "needs a GPU" in result.output
 
 
 def test_bench_compare_torch_without_torch_is_one_line(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "torch", None)
-    result = CliRunner().invoke(main, ["bench", "--backend", "numpy", "--depth", "8", "--batch-size", "4",
+    result = CliRunner().invoke(main, ["bench", "--backend", BACKEND, "--depth", "8", "--batch-size", "4",
                                        "--eval-batch-size", "4", "--steps", "1", "--repeats", "1",
                                        "--compare", "torch"])
     assert result.exit_code == 1 and "needs PyTorch" in result.output

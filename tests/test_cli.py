@@ -4,6 +4,7 @@ import sys
 from click.testing import CliRunner
 
 from minibn.cli import main
+from tests.conftest import BACKEND
 
 
 def run(*args):
@@ -24,7 +25,7 @@ def test_info_on_numpy():
 
 
 def test_gradcheck_passes_and_prints_a_table():
-    result = run("gradcheck", "--backend", "numpy")
+    result = run("gradcheck", "--backend", BACKEND)
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output and "FAIL" not in result.output and "conv2d" in result.output
 

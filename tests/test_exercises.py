@@ -5,6 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from minibn.cli import main
+from tests.conftest import BACKEND
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = sorted((ROOT / "lessons" / "exercises").glob("ex_*.py"))
@@ -12,7 +13,7 @@ SOLUTIONS = sorted((ROOT / "tests" / "exercise_solutions").glob("ex_*.py"))
 
 
 def grade(path):
-    return CliRunner().invoke(main, ["gradcheck", str(path), "--backend", "numpy"])
+    return CliRunner().invoke(main, ["gradcheck", str(path), "--backend", BACKEND])
 
 
 def test_every_stub_has_a_solution():
@@ -39,15 +40,16 @@ def test_col2im_that_overwrites_instead_of_adding_fails(tmp_path):
 def col2im(cols, x_shape, stride, padding):  # overwrites where patches overlap: a classic bug
     c, kh, kw, n, ho, wo = cols.shape
     _, _, h, w = x_shape
-    dx = np.zeros((c, n, h + 2 * padding, w + 2 * padding))
+    xp = array_module(cols)
+    dx = xp.zeros((c, n, h + 2 * padding, w + 2 * padding))
     for i in range(kh):
         for j in range(kw):
             dx[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] = cols[:, i, j]
-    return np.ascontiguousarray(dx[:, :, padding:padding + h, padding:padding + w].transpose(1, 0, 2, 3))
+    return xp.ascontiguousarray(dx[:, :, padding:padding + h, padding:padding + w].transpose(1, 0, 2, 3))
 """
     wrong = tmp_path / "ex_conv_wrong.py"
     wrong.write_text(solution.replace("from minibn.conv import col2im  # noqa: E402",
-                                      "import numpy as np" + wrong_col2im))
+                                      "from minibn.backend import array_module" + wrong_col2im))
     result = grade(wrong)
     assert result.exit_code == 1 and "FAIL at" in result.output
 

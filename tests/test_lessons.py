@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import BACKEND
+
 LESSONS = sorted((Path(__file__).resolve().parents[1] / "lessons").glob("[0-9][0-9]_*.py"))
 
 
@@ -16,7 +18,7 @@ def test_there_are_eleven_lessons():
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs_and_saves_a_figure(lesson, tmp_path):
     out = tmp_path / lesson.stem
-    env = {**os.environ, "MINIBN_BACKEND": os.environ.get("MINIBN_BACKEND", "numpy"), "COLUMNS": "120"}
+    env = {**os.environ, "MINIBN_BACKEND": BACKEND, "COLUMNS": "120"}
     result = subprocess.run([sys.executable, str(lesson), "--smoke", "--out", str(out)], capture_output=True,
                             text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

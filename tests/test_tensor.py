@@ -124,3 +124,12 @@ def test_context_saves_nothing_when_no_gradient_is_needed():
     ctx = Context((False,))
     ctx.save_for_backward(np.ones(3))
     assert ctx.saved == ()
+
+
+def test_numpy_integer_index_is_basic_indexing():
+    """a[np.int64(1)] is a view, as a[1] is: no index array on the device, no scatter in backward."""
+    a = Tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
+    out = a[np.int64(1), 1:]
+    assert all(not hasattr(part, "shape") or isinstance(part, np.integer) for part in out._ctx.index)
+    out.sum().backward()
+    assert host(a.grad).tolist() == [[0, 0, 0, 0], [0, 1, 1, 1], [0, 0, 0, 0]]

@@ -8,9 +8,10 @@ from click.testing import CliRunner
 import minibn.nn
 import minibn.train
 from minibn.cli import main
+from tests.conftest import BACKEND
 from tests.fake_cifar import make_fake_cifar
 
-TINY = ["--backend", "numpy", "--depth", "8", "--width", "4", "--batch-size", "50", "--epochs", "2"]
+TINY = ["--backend", BACKEND, "--depth", "8", "--width", "4", "--batch-size", "50", "--epochs", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_train_writes_config_metrics_checkpoint_and_summary(data_dir, tmp_path):
     assert records[1]["train_loss"] < records[0]["train_loss"]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["gamma_below"]) == {"0.01", "0.05", "0.1"}
-    result = CliRunner().invoke(main, ["eval", str(out / "checkpoint.npz"), "--backend", "numpy",
+    result = CliRunner().invoke(main, ["eval", str(out / "checkpoint.npz"), "--backend", BACKEND,
                                        "--data-dir", data_dir])
     assert result.exit_code == 0 and f"{records[-1]['test_acc']:.2%}" in result.output
 
@@ -92,7 +93,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(data_dir, tmp_path, monkey
     result = train(*args, "--out", str(resumed))
     assert result.exit_code == 130 and "continue with --resume" in result.output
     monkeypatch.undo()
-    result = train("--resume", "--out", str(resumed), "--backend", "numpy", "--data-dir", data_dir)
+    result = train("--resume", "--out", str(resumed), "--backend", BACKEND, "--data-dir", data_dir)
     assert result.exit_code == 0, result.output
 
     a, b = weights(straight), weights(resumed)
@@ -142,11 +143,16 @@ def test_corrupt_checkpoint_is_a_clear_error(data_dir, tmp_path):
     assert result.exit_code == 1 and "not a readable minibn checkpoint" in result.output
 
 
-def test_sample_data_runs_without_cifar(tmp_path):
-    result = train(*TINY, "--epochs", "1", "--data", "sample", "--subset", "100", "--test-subset", "50",
-                   "--out", str(tmp_path / "run"))
+def test_sample_data_runs_and_resumes_without_cifar(tmp_path, monkeypatch):
+    args = [*TINY, "--epochs", "1", "--data", "sample", "--subset", "200", "--test-subset", "50",
+            "--out", str(tmp_path / "run")]
+    interrupt_at(monkeypatch, step=3)  # 4 steps in the epoch
+    result = train(*args)
+    assert result.exit_code == 130 and "bundled sample" in result.output
+    monkeypatch.undo()
+    result = train("--resume", "--out", str(tmp_path / "run"), "--backend", BACKEND)
     assert result.exit_code == 0, result.output
-    assert "bundled sample" in result.output
+    assert "resuming" in result.output and "best test accuracy" in result.output
 
 
 def test_out_of_memory_suggests_a_smaller_batch(data_dir, tmp_path, monkeypatch):
@@ -189,7 +195,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
     process.send_signal(signal.SIGKILL)  # no chance to save: only what was written atomically survives
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    result = train("--resume", "--out", str(out), "--backend", "numpy", "--data-dir", data_dir)
+    result = train("--resume", "--out", str(out), "--backend", BACKEND, "--data-dir", data_dir)
     assert result.exit_code == 0, result.output
     epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, 41))
@@ -211,6 +217,6 @@ def test_ctrl_c_during_evaluation_resumes_without_retraining(data_dir, tmp_path,
     result = train(*args, "--out", str(out))
     assert result.exit_code == 130 and "epoch 1 at step 4" in result.output
     monkeypatch.undo()
-    assert train("--resume", "--out", str(out), "--backend", "numpy", "--data-dir", data_dir).exit_code == 0
+    assert train("--resume", "--out", str(out), "--backend", BACKEND, "--data-dir", data_dir).exit_code == 0
     a, b = weights(straight), weights(out)
     assert all(np.array_equal(a[k], b[k]) for k in a if k.startswith("model/"))

@@ -1,0 +1,429 @@
+"""A strict stand-in for CuPy, for tests on machines without a GPU (see ../README.md).
+
+Not CuPy: device arrays hold NumPy arrays. What it copies from CuPy is the rules that break
+code on a real GPU: no implicit conversion to NumPy, no host arrays mixed with device arrays,
+0-d device arrays (not NumPy scalars) from reductions and indexing, and a counter for every
+operation that makes the host wait for the device.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import numpy as np
+
+STANDIN = True
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/standin: its frames are not callers
+__version__ = "0.0.0+minibn.standin"
+
+# ---- host syncs ---------------------------------------------------------------------------------
+_sync_count = 0
+_sync_log: list[str] = []
+
+
+def _sync(what: str) -> None:
+    """Record one host sync: on a GPU this waits until all queued work is done."""
+    global _sync_count
+    _sync_count += 1
+    callers = [f for f in traceback.extract_stack()[:-2] if not f.filename.startswith(_HERE)][-2:]
+    where = " <- ".join(f"{f.filename}:{f.lineno}" for f in reversed(callers))
+    _sync_log.append(f"{what} at {where}")
+    del _sync_log[:-50]
+
+
+def sync_count() -> int:
+    """How many host syncs this process has made so far."""
+    return _sync_count
+
+
+def sync_log() -> list[str]:
+    """The last 50 syncs, each with the line that caused it."""
+    return list(_sync_log)
+
+
+# ---- moving between host and device ---------------------------------------------------------
+def _refuse_host_array(x, where: str):
+    raise TypeError(f"Unsupported type {type(x)} in {where}: a NumPy array cannot be mixed with CuPy "
+                    "arrays; move it to the device with cupy.asarray first")
+
+
+def _to_host_storage(x, where: str, allow_sequences: bool = True):
+    """The NumPy array inside a device array; scalars pass; a host array is refused."""
+    if isinstance(x, ndarray):
+        return x._a
+    if isinstance(x, np.ndarray):
+        _refuse_host_array(x, where)
+    if isinstance(x, (list, tuple)):
+        if not allow_sequences:
+            raise TypeError(f"Unsupported type {type(x)} in {where}")
+        return type(x)(_to_host_storage(v, where) for v in x)
+    return x  # Python and NumPy scalars, dtypes, None, slices, strings
+
+
+def _wrap(result):
+    """Results of NumPy calls, as device arrays (a NumPy scalar becomes a 0-d device array)."""
+    if isinstance(result, np.ndarray):
+        return ndarray._of(result)
+    if isinstance(result, np.generic):
+        return ndarray._of(np.asarray(result))
+    if isinstance(result, tuple):
+        return tuple(_wrap(r) for r in result)
+    if isinstance(result, list):
+        return [_wrap(r) for r in result]
+    return result
+
+
+def asarray(a, dtype=None, order=None):
+    """Host -> device (an explicit copy, as in CuPy), or a device array as it is."""
+    if isinstance(a, ndarray):
+        return a if dtype is None or a.dtype == np.dtype(dtype) else a.astype(dtype)
+    if isinstance(a, (list, tuple)):
+        a = [_to_host_storage(v, "cupy.asarray") if isinstance(v, ndarray) else v for v in a]
+    return ndarray._of(np.array(a, dtype=dtype, order=order or "K"))
+
+
+def array(a, dtype=None, copy=True, order="K", ndmin=0):
+    if isinstance(a, ndarray):
+        return ndarray._of(np.array(a._a, dtype=dtype, copy=copy, order=order, ndmin=ndmin))
+    return ndarray._of(np.array(asarray(a)._a, dtype=dtype, order=order, ndmin=ndmin))
+
+
+asanyarray = asarray
+
+
+def asnumpy(a, stream=None):
+    """Device -> host: a copy, and a sync."""
+    if isinstance(a, ndarray):
+        return a.get()
+    return np.asarray(a)
+
+
+def get_array_module(*args):
+    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else np
+
+
+# ---- the device array ---------------------------------------------------------------------------
+_SYNCING_METHODS = {"item", "tolist", "nonzero"}
+
+
+class ndarray:
+    """A CuPy-like array whose storage is a NumPy array on the host."""
+
+    __array_priority__ = 100
+    __hash__ = None
+
+    def __init__(self, shape, dtype=float, order="C"):
+        self._a = np.empty(shape, dtype=dtype, order=order)
+
+    @classmethod
+    def _of(cls, host: np.ndarray) -> "ndarray":
+        out = cls.__new__(cls)
+        out._a = host
+        return out
+
+    # -- what CuPy refuses or counts --------------------------------------------------------------
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. "
+                        "Please use `.get()` to construct a NumPy array explicitly.")
+
+    def get(self, stream=None, order="C", out=None):
+        _sync(".get()")
+        return self._a.copy(order=order)
+
+    def __float__(self):
+        _sync("float()")
+        return float(self._a)
+
+    def __int__(self):
+        _sync("int()")
+        return int(self._a)
+
+    def __index__(self):
+        _sync("operator.index()")
+        return self._a.__index__()
+
+    def __bool__(self):
+        _sync("bool()")
+        return bool(self._a)
+
+    def __complex__(self):
+        _sync("complex()")
+        return complex(self._a)
+
+    def __repr__(self):
+        _sync("repr()")
+        return repr(self._a)
+
+    def __str__(self):
+        _sync("str()")
+        return str(self._a)
+
+    def __format__(self, spec):
+        _sync("format()")
+        return self._a.__format__(spec)
+
+    # -- array properties ---------------------------------------------------------------------------
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    nbytes = property(lambda self: self._a.nbytes)
+    itemsize = property(lambda self: self._a.itemsize)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: ndarray._of(self._a.T))
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        return (ndarray._of(self._a[i, ...]) for i in range(len(self._a)))
+
+    # -- methods: NumPy's, with device-array arguments and results ----------------------------------
+    def __copy__(self):
+        return ndarray._of(self._a.copy())
+
+    def __deepcopy__(self, memo):
+        return ndarray._of(self._a.copy())
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name == "_a":  # protocols it does not have (and no recursion while unpickling)
+            raise AttributeError(name)
+        method = getattr(self._a, name)  # AttributeError for names NumPy arrays lack
+        if not callable(method):
+            return _wrap(method)
+
+        def device_method(*args, **kwargs):
+            if name in _SYNCING_METHODS:
+                _sync(f".{name}()")
+            result = method(*_to_host_storage(args, f"ndarray.{name}"),
+                            **{k: _to_host_storage(v, f"ndarray.{name}") for k, v in kwargs.items()})
+            return result if name in ("item", "tolist") else _wrap(result)
+        return device_method
+
+    # -- ufuncs and operators -----------------------------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        where = f"cupy.{ufunc.__name__}"
+        args = [_to_host_storage(x, where, allow_sequences=False) for x in inputs]
+        out = kwargs.get("out")
+        if out is not None:
+            kwargs["out"] = tuple(_to_host_storage(o, where, allow_sequences=False) for o in out)
+        result = getattr(ufunc, method)(*args, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _wrap(result)
+
+    def __array_function__(self, func, types, args, kwargs):
+        """NumPy functions on device arrays run as the CuPy function of the same name (NEP 18)."""
+        cupy_function = globals().get(func.__name__) or globals()["__getattr__"](func.__name__)
+        return cupy_function(*args, **kwargs)
+
+    def __getitem__(self, index):
+        host_index = _device_index(index)
+        result = self._a[host_index]
+        if not isinstance(result, np.ndarray):  # integer indexing down to one element: CuPy gives a 0-d view
+            result = self._a[(host_index if isinstance(host_index, tuple) else (host_index,)) + (Ellipsis,)]
+        return ndarray._of(result)
+
+    def __setitem__(self, index, value):
+        host_index = _device_index(index)
+        if isinstance(value, np.ndarray) and _is_basic(host_index):
+            _refuse_host_array(value, "ndarray.__setitem__")
+        self._a[host_index] = value._a if isinstance(value, ndarray) else value
+
+
+def _binary(ufunc):
+    return lambda self, other: ufunc(self, other)
+
+
+def _reflected(ufunc):
+    return lambda self, other: ufunc(other, self)
+
+
+def _inplace(ufunc):
+    def apply(self, other):
+        ufunc(self, other, out=(self,))
+        return self
+    return apply
+
+
+for _name, _ufunc in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide),
+                      ("floordiv", np.floor_divide), ("mod", np.remainder), ("pow", np.power),
+                      ("matmul", np.matmul), ("and", np.bitwise_and), ("or", np.bitwise_or),
+                      ("xor", np.bitwise_xor)]:
+    setattr(ndarray, f"__{_name}__", _binary(_ufunc))
+    setattr(ndarray, f"__r{_name}__", _reflected(_ufunc))
+    setattr(ndarray, f"__i{_name}__", _inplace(_ufunc))
+for _name, _ufunc in [("lt", np.less), ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal),
+                      ("eq", np.equal), ("ne", np.not_equal)]:
+    setattr(ndarray, f"__{_name}__", _binary(_ufunc))
+ndarray.__neg__ = lambda self: np.negative(self)
+ndarray.__pos__ = lambda self: np.positive(self)
+ndarray.__abs__ = lambda self: np.absolute(self)
+ndarray.__invert__ = lambda self: np.invert(self)
+ndarray.__module__ = "cupy"  # what real CuPy arrays report, and what minibn.backend looks at
+
+
+def _is_basic(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
+
+
+def _device_index(index):
+    """An index with device arrays replaced by their storage. Lists and NumPy arrays in an index
+    are allowed (CuPy copies them to the device); a boolean mask is a sync (the result's size
+    depends on the data)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    converted = []
+    for p in parts:
+        if isinstance(p, ndarray):
+            if p.dtype == np.bool_:
+                _sync("boolean-mask indexing")
+            p = p._a
+        converted.append(p)
+    return tuple(converted) if isinstance(index, tuple) else converted[0]
+
+
+# ---- module functions: NumPy's, checked -----------------------------------------------------------
+def __getattr__(name):
+    """cupy.<name> for every NumPy function, ufunc, type and constant that minibn and its tests use."""
+    target = getattr(np, name)  # AttributeError for names NumPy lacks
+    if isinstance(target, np.ufunc):
+        def device_ufunc(*args, **kwargs):
+            if any(isinstance(a, ndarray) for a in args) or "out" in kwargs:
+                return target(*args, **kwargs)  # NumPy hands this to ndarray.__array_ufunc__, which checks
+            return _wrap(target(*_to_host_storage(args, f"cupy.{name}", allow_sequences=False), **kwargs))
+        return device_ufunc
+    if callable(target) and not isinstance(target, type):
+        def device_function(*args, **kwargs):
+            where = f"cupy.{name}"
+            result = target(*_to_host_storage(args, where), **{k: _to_host_storage(v, where) for k, v in kwargs.items()})
+            if name in ("nonzero", "flatnonzero", "argwhere", "unique"):
+                _sync(f"cupy.{name}()")
+            return _wrap(result)
+        return device_function
+    return target  # dtypes and scalar types (cupy.float32 is numpy.float32), constants
+
+
+def ascontiguousarray(a, dtype=None):
+    if not isinstance(a, ndarray):
+        _refuse_host_array(a, "cupy.ascontiguousarray")
+    return ndarray._of(np.ascontiguousarray(a._a, dtype=dtype))
+
+
+# ---- random numbers ----------------------------------------------------------------------------------
+class _Random:
+    def __init__(self):
+        self._state = np.random.RandomState()
+
+    def seed(self, seed=None):
+        self._state.seed(seed)
+
+    def __getattr__(self, name):
+        method = getattr(self._state, name)
+        return lambda *args, **kwargs: _wrap(np.asarray(method(*args, **kwargs)))
+
+
+random = _Random()
+
+
+# ---- the device, streams, memory ------------------------------------------------------------------
+class _Stream:
+    def synchronize(self):
+        _sync("stream.synchronize()")
+
+
+class _Device:
+    def __init__(self, device_id=0):
+        self.id = device_id
+        self.compute_capability = "90"
+        self.mem_info = (80 * 2**30, 80 * 2**30)
+
+    def synchronize(self):
+        _sync("device.synchronize()")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Runtime:
+    @staticmethod
+    def getDeviceCount():
+        return 1
+
+    @staticmethod
+    def getDeviceProperties(device_id):
+        return {"name": b"CuPy stand-in (NumPy arrays; tests only)", "totalGlobalMem": 80 * 2**30}
+
+    @staticmethod
+    def runtimeGetVersion():
+        return 0
+
+    @staticmethod
+    def driverGetVersion():
+        return 0
+
+    @staticmethod
+    def deviceSynchronize():
+        _sync("cuda.runtime.deviceSynchronize()")
+
+
+class _Cuda:
+    runtime = _Runtime()
+    Device = _Device
+
+    @staticmethod
+    def get_current_stream():
+        return _Stream()
+
+    @staticmethod
+    def is_available():
+        return True
+
+
+cuda = _Cuda()
+
+
+class _MemoryPool:
+    def used_bytes(self):
+        return 0
+
+    def total_bytes(self):
+        return 0
+
+    def free_all_blocks(self):
+        pass
+
+
+_pool = _MemoryPool()
+
+
+def get_default_memory_pool():
+    return _pool
+
+
+# ---- what cannot run here ----------------------------------------------------------------------------
+class _NeedsAGPU:
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError("the CuPy stand-in cannot run hand-written kernels: they run only on a real GPU")
+
+
+ElementwiseKernel = ReductionKernel = RawKernel = RawModule = _NeedsAGPU
+
+
+def fuse(*args, **kwargs):
+    raise NotImplementedError("the CuPy stand-in cannot fuse kernels: that needs a real GPU")
+
+
+class testing:  # noqa: N801  (a namespace, as cupy.testing is a module)
+    @staticmethod
+    def assert_allclose(actual, desired, rtol=1e-7, atol=0, err_msg="", verbose=True):
+        np.testing.assert_allclose(asnumpy(actual), asnumpy(desired), rtol=rtol, atol=atol, err_msg=err_msg)
+
+    @staticmethod
+    def assert_array_equal(x, y, err_msg=""):
+        np.testing.assert_array_equal(asnumpy(x), asnumpy(y), err_msg=err_msg)
