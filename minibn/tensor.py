@@ -176,6 +176,7 @@ class Tensor:
                 _check_shape(parent_grad, parent.shape, "gradient", f"{fn.__name__}.backward")
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+            ctx.parents = ()  # and let go of the inputs: the activations die with the last use, not with the loss
 
     # ---- operators and methods: each is one Function from ops.py or shape_ops.py --
     def __add__(self, other): return ops.Add.apply(self, other)

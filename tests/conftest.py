@@ -1,12 +1,13 @@
 """The suite runs on the backend named by $MINIBN_BACKEND (numpy unless set).
 
-    python -m pytest                                          NumPy
+    python -m pytest                                          NumPy (the fast CPU path, as by default)
     MINIBN_BACKEND=cupy python -m pytest                      CuPy on a GPU
     MINIBN_BACKEND=cupy MINIBN_CUPY_STANDIN=1 python -m pytest   CuPy's rules through the strict stand-in of
                                                               tests/standin (no GPU needed; CI does this
                                                               through tests/test_cupy_standin.py)
 
-Every test starts and ends with the session's backend and switches (kernels, profiler, grad mode), so that a test that changes them cannot leak into the next.
+Every test starts and ends with the session's backend and switches (kernels, the fast CPU path and its threads,
+profiler, grad mode), so that a test that changes them cannot leak into the next.
 """
 import os
 import sys
@@ -24,7 +25,7 @@ if STANDIN:  # before anything imports cupy; PYTHONPATH carries it into the less
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(STANDIN_PATH), os.environ.get("PYTHONPATH")) if p)
 
 import minibn  # noqa: E402
-from minibn import backend, kernels, tensor  # noqa: E402
+from minibn import backend, fast_cpu, kernels, tensor  # noqa: E402
 
 
 def pytest_configure(config):
@@ -48,11 +49,14 @@ def isolate_global_state():
     """Put the session's backend and switches back before and after every test."""
     global _SESSION_SWITCHES
     if _SESSION_SWITCHES is None:
-        _SESSION_SWITCHES = (backend.xp(), backend.backend_reason(), kernels.kernels_enabled())
+        _SESSION_SWITCHES = (backend.xp(), backend.backend_reason(), kernels.kernels_enabled(),
+                             fast_cpu.fast_cpu_enabled(), fast_cpu.num_threads())
 
     def restore():
         backend._current, backend._reason = _SESSION_SWITCHES[:2]
         kernels.use_kernels(_SESSION_SWITCHES[2])
+        fast_cpu.use_fast_cpu(_SESSION_SWITCHES[3])
+        fast_cpu.set_num_threads(_SESSION_SWITCHES[4])
         tensor.profiler.enabled = False
         tensor._grad_enabled = True
     restore()

@@ -13,7 +13,8 @@ def test_bench_reports_step_time_math_and_profile(tmp_path):
                                        "--eval-batch-size", "8", "--steps", "1", "--repeats", "2", "--warmup", "1",
                                        "--profile", "--json", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "ms/step" in result.output and "Conv2d" in result.output and "backward" in result.output
+    assert "ms/step" in result.output and "Conv" in result.output and "backward" in result.output
+    assert "where a minibn step's time goes" in result.output and "convolutions" in result.output
     assert "math: FP32" in result.output
     record = json.loads(out.read_text())
     assert record["math"] == "fp32" and record["results"][0]["train_ms"] > 0 and record["profile"]

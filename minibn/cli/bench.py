@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from minibn import backend, kernels
+from minibn import backend, fast_cpu, kernels
 from minibn.cli.common import backend_option, check_depth, console, main, select_backend
 from minibn.models import MODES
 
@@ -29,11 +29,15 @@ from minibn.models import MODES
 @click.option("--profile", is_flag=True, help="Show where a step's time goes, op by op (synchronizes each op).")
 @click.option("--kernels/--no-kernels", "use_kernels", default=None,
               help="CuPy fast paths on or off [default: $MINIBN_KERNELS, else off].")
+@click.option("--fast-cpu/--no-fast-cpu", "use_fast_cpu", default=None,
+              help="NumPy's fast path (minibn/fast_cpu) on or off; off times the textbook ops "
+                   "[default: on, unless MINIBN_FAST_CPU=0].")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads of the fast CPU path [default: the cores].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results to this file.")
 def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats, warmup, compare, math_mode,
-          profile, use_kernels, json_path):
+          profile, use_kernels, use_fast_cpu, threads, json_path):
     """Time the training step (forward, backward, SGD) and evaluation on synthetic CIFAR-shaped data."""
-    from minibn.bench import bench_minibn, bench_torch, profile_steps
+    from minibn.bench import minibn_case, profile_steps, run, time_by_part, torch_case
     # CuPy fixes its float32 matmul mode at the first matmul, which the backend check makes: set it first.
     os.environ["CUPY_TF32"] = "1" if math_mode == "tf32" else "0"
     select_backend(backend_name)
@@ -42,24 +46,33 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
         raise click.UsageError("--math tf32 needs a GPU (TF32 is a tensor-core format); on a CPU the math is FP32")
     if use_kernels is not None:
         kernels.use_kernels(use_kernels)
+    if use_fast_cpu is not None:
+        fast_cpu.use_fast_cpu(use_fast_cpu)
+    if threads:
+        fast_cpu.set_num_threads(threads)
     device = backend.device_description()
-    fast = " + kernels" if on_gpu and kernels.kernels_enabled() else ""
+    if on_gpu:
+        fast = " + kernels" if kernels.kernels_enabled() else ""
+    else:
+        fast = (f" (fast CPU path, {fast_cpu.num_threads()} threads)" if fast_cpu.fast_cpu_enabled()
+                else " (textbook ops)")
     math_line = ("TF32 matmuls (and TF32 cuDNN convolutions in PyTorch)" if math_mode == "tf32"
                  else "FP32 everywhere (TF32 off in cuBLAS and cuDNN)" if on_gpu else "FP32")
     console.print(f"ResNet-{depth}, training {mode}, batch {batch_size}, float32, on {backend.backend_name()}{fast}: "
                   f"{device.get('device')}; median of {repeats} repeats of {steps} steps after {warmup} warm-up")
     console.print(f"math: {math_line}, on both sides")
-    results = [bench_minibn(depth, mode, batch_size, eval_batch_size, steps, repeats, warmup)]
+    cases = [lambda: minibn_case(depth, mode, batch_size, eval_batch_size)]
     if compare == "torch":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise click.ClickException("--compare torch needs PyTorch: pip install torch") from None
-        results.append(bench_torch(depth, mode, batch_size, eval_batch_size, steps, repeats, warmup, on_gpu,
-                                   tf32=math_mode == "tf32"))
+        import importlib.util
+        if importlib.util.find_spec("torch") is None:
+            raise click.ClickException("--compare torch needs PyTorch: pip install torch")
+        cases.append(lambda: torch_case(depth, mode, batch_size, eval_batch_size, on_gpu, tf32=math_mode == "tf32"))
+        console.print("minibn and PyTorch take turns, repeat by repeat")
+    results = run(cases, batch_size, eval_batch_size, steps, repeats, warmup)
 
     table = Table(title="training step and evaluation")
-    for column in ("", "ms/step", "min-max", "train img/s", "eval img/s", "s/epoch", "peak MiB"):
+    peak = "peak MiB" if on_gpu else "peak RSS MiB"
+    for column in ("", "ms/step", "min-max", "train img/s", "eval img/s", "s/epoch", peak):
         table.add_column(column, justify="left" if not column else "right")
     for r in results:
         low, high = r["train_spread_ms"]
@@ -75,9 +88,11 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
                   "eval": results[1]["eval_images_per_s"] / results[0]["eval_images_per_s"]}
         console.print(f"minibn / torch time: training step {ratios['train']:.2f}x, evaluation {ratios['eval']:.2f}x")
 
-    profile_rows = []
+    profile_rows, step_ms = profile_steps(depth, mode, batch_size)
+    parts = time_by_part(profile_rows, step_ms)
+    console.print("where a minibn step's time goes (each op synchronized): " + ", ".join(
+        f"{name} {ms:.0f} ms ({ms / step_ms:.0%})" for name, ms in parts.items()))
     if profile:
-        profile_rows = profile_steps(depth, mode, batch_size)
         total = sum(row[2] for row in profile_rows)
         table = Table(title="where a training step's time goes (each op synchronized)")
         for column in ("op", "phase", "ms/step", "share", "calls/step"):
@@ -88,8 +103,9 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     if json_path:
         record = {"depth": depth, "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                   "steps": steps, "repeats": repeats, "warmup": warmup, "backend": backend.backend_name(),
-                  "kernels": bool(fast), "math": math_mode, "device": device, "results": results,
-                  "ratio_to_torch": ratios,
+                  "kernels": on_gpu and kernels.kernels_enabled(), "fast_cpu": not on_gpu and fast_cpu.fast_cpu_enabled(),
+                  "threads": None if on_gpu else fast_cpu.num_threads(), "math": math_mode, "device": device,
+                  "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts,
                   "profile": [{"op": op, "phase": phase, "ms": ms, "calls": calls}
                               for op, phase, ms, calls in profile_rows]}
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)

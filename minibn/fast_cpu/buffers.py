@@ -1,0 +1,52 @@
+"""Arrays reused from one training step to the next, so the operating system does not zero them again.
+
+A fresh 9 MB array costs the kernel about two thousand page faults the first time it is written
+(memory returned by malloc for a large array is mapped, not yet backed): measured here, 26,000
+faults and 86 ms of system time per ResNet-20 step, a fifth of the step. A training step makes the
+same arrays every time, so we keep them: ``empty`` hands out a kept array that nobody references
+any more, or makes a new one and keeps it.
+
+"Nobody references it" is read off the reference count: every array or view handed out holds a
+reference to its storage, and so does every Tensor or saved context that still uses it. A storage
+only the pool holds is free. So reuse can never overwrite an array still in use, and a step that
+keeps more arrays alive (a graph kept for later) simply makes more. Evaluation (no graph) does not
+keep arrays: its batches are large, and their memory is better given back.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from minibn.tensor import is_grad_enabled
+
+_storages: list[np.ndarray] = []  # 1-D uint8 arrays; handed out as views
+
+
+def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Like np.empty: uninitialized memory, reused from an earlier step where possible."""
+    dtype = np.dtype(dtype)
+    if not is_grad_enabled():
+        return np.empty(shape, dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    best = None  # the smallest free storage that fits, so that big ones stay free for big arrays
+    for storage in _storages:
+        # 3 references: the list, this loop's variable, getrefcount's argument. A view handed out adds one.
+        if size <= storage.size <= 2 * size and (best is None or storage.size < best.size) \
+                and sys.getrefcount(storage) == 3:
+            best = storage
+    if best is None:
+        best = np.empty(size, dtype=np.uint8)
+        _storages.append(best)
+    return best[:size].view(dtype).reshape(shape)
+
+
+def zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    out = empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def release() -> None:
+    """Forget every kept array (their memory goes back once no one uses them)."""
+    _storages.clear()

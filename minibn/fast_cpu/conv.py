@@ -1,0 +1,224 @@
+"""Convolutions on the flat layout (layout.py), in chunks that fit the cache, on all cores.
+
+Two ops, each a Function with its forward and backward side by side:
+- Conv3x3Flat: 3x3, stride 1, padding 1, flat in and flat out (same layout). Every output
+  position, pads included, is computed, because each kernel offset is one contiguous slice.
+- ConvStridedFlat: any k x k, stride s, padding p <= 1 (the ResNet's 3x3 stride 2 and its 1x1
+  stride-2 shortcut): flat in (H x W), flat out (Ho x Wo), real pixels only.
+
+Why chunks: the column matrix of a whole stage-1 layer at batch 128 is 9 x 16 x 139,000 floats,
+80 MB, which would stream through memory twice (written, then read by the GEMM). A chunk of about
+2 MiB of columns (the L2 cache of one core here) is gathered and multiplied while it is still in
+the cache. Each thread takes an equal share of the chunks. In BN-only training the columns of a
+frozen weight are never stored: the backward pass needs only the output gradient. When the weight
+trains, each chunk is gathered again for dW.
+
+With cols = the gathered patches (C*k*k, P) and g = dL/dout (O, P), as in minibn/conv.py:
+    out = W_mat @ cols        dW = g @ cols^T        dcols = W_mat^T @ g -> dx
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from minibn.fast_cpu import buffers
+from minibn.fast_cpu.layout import FlatLayout
+from minibn.fast_cpu.threads import in_parallel, num_threads, split
+from minibn.tensor import Context, Function
+
+CHUNK_BYTES = 2 << 20  # columns per chunk (tuned on a 2-core Xeon with 2 MiB of L2 per core)
+_scratch = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, int], dtype) -> np.ndarray:
+    """A contiguous (rows, cols) work array owned by this thread, reused from call to call."""
+    size = shape[0] * shape[1]
+    buffer = getattr(_scratch, name, None)
+    if buffer is None or buffer.size < size or buffer.dtype != dtype:
+        buffer = np.empty(max(size, 1), dtype=dtype)
+        setattr(_scratch, name, buffer)
+    return buffer[:size].reshape(shape)
+
+
+def chunk_bounds(count: int, bytes_per_item: int) -> list[tuple[int, int]]:
+    """Cut range(count) into chunks of about CHUNK_BYTES, as many as a multiple of the threads."""
+    parts = num_threads()
+    chunks = max(1, -(-count * bytes_per_item // CHUNK_BYTES))
+    chunks = min(-(-chunks // parts) * parts, count)
+    return [(count * i // chunks, count * (i + 1) // chunks) for i in range(chunks)]
+
+
+# ---- 3x3, stride 1: one contiguous slice per kernel offset --------------------------------------
+def window(flat: np.ndarray, start: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> np.ndarray:
+    """A strided view of the contiguous (C, length) array ``flat``, starting at flat[0, start], whose axes
+    step by ``steps`` elements (the channel axis by a whole row). No copy; NumPy checks the bounds."""
+    assert flat.flags.c_contiguous
+    item = flat.itemsize
+    return np.ndarray(shape, flat.dtype, buffer=flat, offset=start * item, strides=tuple(s * item for s in steps))
+
+
+def gather_3x3(source: np.ndarray, layout: FlatLayout, start: int, stop: int, cols: np.ndarray) -> None:
+    """cols (9*C, stop-start) <- for offset (i, j) and channel c, source[c, M + q + (i-1)*Wp + (j-1)].
+
+    One strided copy: as M = Wp + 1, offset (i, j) of output position q reads source[c, q + i*Wp + j],
+    so a view with steps (Wp, 1, row, 1) from source[0, start] holds all nine slices.
+    """
+    c, length = source.shape
+    cols.reshape(3, 3, c, stop - start)[...] = window(source, start, (3, 3, c, stop - start),
+                                                      (layout.wp, 1, length, 1))
+
+
+def _by_offset(weight: np.ndarray) -> np.ndarray:
+    """(O, C, k, k) -> (O, k*k*C), columns ordered (i, j, c) as the gathers order the rows of cols."""
+    return np.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1))
+
+
+def conv3x3_flat(source: np.ndarray, w_mat: np.ndarray, layout: FlatLayout) -> np.ndarray:
+    """(C, length) -> (O, length): out[:, M + q] = w_mat @ patch(q) at every position, pads zeroed."""
+    out_channels, rows = w_mat.shape
+    source = np.ascontiguousarray(source)  # window() views it as a raw buffer
+    out = layout.empty(out_channels, source.dtype)
+    chunks = chunk_bounds(layout.positions, rows * source.itemsize)
+
+    def work(part, parts):
+        for k in split(len(chunks), part, parts):
+            start, stop = chunks[k]
+            cols = scratch("cols", (rows, stop - start), source.dtype)
+            gather_3x3(source, layout, start, stop, cols)
+            np.matmul(w_mat, cols, out=out[:, layout.margin + start:layout.margin + stop])
+    in_parallel(work)
+    return layout.zero_pads(out)  # what was computed at pad positions is garbage
+
+
+def weight_grad_3x3(g: np.ndarray, source: np.ndarray, layout: FlatLayout, shape) -> np.ndarray:
+    """dW = sum over chunks of g_chunk @ cols_chunk^T, columns gathered again from the input."""
+    rows = 9 * source.shape[0]
+    chunks = chunk_bounds(layout.positions, rows * source.itemsize)
+    source = np.ascontiguousarray(source)
+    partial = []
+
+    def work(part, parts):
+        total = np.zeros((g.shape[0], rows), dtype=g.dtype)
+        for k in split(len(chunks), part, parts):
+            start, stop = chunks[k]
+            cols = scratch("cols", (rows, stop - start), source.dtype)
+            gather_3x3(source, layout, start, stop, cols)
+            total += g[:, layout.margin + start:layout.margin + stop] @ cols.T
+        partial.append(total)
+    in_parallel(work)
+    out_channels, in_channels = shape[:2]
+    return sum(partial).reshape(out_channels, 3, 3, in_channels).transpose(0, 3, 1, 2).copy()
+
+
+class Conv3x3Flat(Function):
+    """3x3 conv, stride 1, padding 1, on the flat layout.  x (C, L), weight (O, C, 3, 3) -> out (O, L).
+
+    forward   out[:, q] = sum_ij W[:, :, i, j] @ x[:, q + (i-1)Wp + (j-1)]
+    d x       dx[:, q]  = sum_ij W[:, :, 2-i, 2-j]^T @ g[:, q + (i-1)Wp + (j-1)]
+              (the same gather, of g, with the kernel flipped and transposed: no col2im)
+    d weight  dW[:, :, i, j] = sum_q g[:, q] x[:, q + (i-1)Wp + (j-1)]^T   (only if the weight trains)
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, weight, layout: FlatLayout):
+        needs_x, needs_w = ctx.needs_input_grad
+        ctx.save_for_backward(x if needs_w else None, weight)
+        ctx.layout = layout
+        return conv3x3_flat(x, _by_offset(weight), layout)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        x, weight = ctx.saved
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 2, 3, 0).reshape(weight.shape[1], -1))
+            dx = conv3x3_flat(g, flipped, ctx.layout)
+        if ctx.needs_input_grad[1]:
+            dw = weight_grad_3x3(g, x, ctx.layout, weight.shape)
+        return dx, dw
+
+
+# ---- strided: gather the real output pixels, image by image -------------------------------------
+def strided_window(flat: np.ndarray, layout: FlatLayout, first: int, images: int, k: int, stride: int,
+                   padding: int, out_hw: tuple[int, int]) -> np.ndarray:
+    """A view (k, k, C, images, Ho, Wo) of flat: entry (i, j, c, n, y, x) is input pixel
+    (first + n, stride*y + i - padding, stride*x + j - padding) of channel c (a pad when off the image)."""
+    wp, image = layout.wp, layout.hp * layout.wp
+    start = layout.margin + first * image - padding * wp - padding
+    return window(flat, start, (k, k, flat.shape[0], images, *out_hw), (wp, 1, flat.shape[1], image, stride * wp, stride))
+
+
+class ConvStridedFlat(Function):
+    """k x k conv with stride s and padding p <= 1, flat (H x W layout) -> flat (Ho x Wo layout).
+
+    x (C, L_in), weight (O, C, k, k) -> out (O, L_out). Per chunk of images, with cols the
+    gathered patches (k*k*C, n*Ho*Wo) and g the output gradient at the real pixels (O, n*Ho*Wo):
+    forward   out = W_mat @ cols
+    d x       dcols = W_mat^T @ g, each offset's slice added back where it was read (col2im)
+    d weight  dW = g @ cols^T   (only if the weight trains)
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, weight, layout: FlatLayout, out_layout: FlatLayout, stride: int, padding: int):
+        needs_x, needs_w = ctx.needs_input_grad
+        ctx.save_for_backward(x if needs_w else None, weight)
+        ctx.geometry = layout, out_layout, stride, padding
+        w_mat = _by_offset(weight)
+        out = out_layout.empty(weight.shape[0], x.dtype)
+        grid = out_layout.grid(out)
+        k, out_hw = weight.shape[2], (out_layout.h, out_layout.w)
+        chunks = chunk_bounds(layout.n, w_mat.shape[1] * out_hw[0] * out_hw[1] * x.itemsize)
+
+        def work(part, parts):
+            for c in split(len(chunks), part, parts):
+                first, last = chunks[c]
+                cols = scratch("cols", (w_mat.shape[1], (last - first) * out_hw[0] * out_hw[1]), x.dtype)
+                cols.reshape(k, k, -1, last - first, *out_hw)[...] = strided_window(
+                    x, layout, first, last - first, k, stride, padding, out_hw)
+                pixels = scratch("pixels", (w_mat.shape[0], cols.shape[1]), x.dtype)
+                np.matmul(w_mat, cols, out=pixels)
+                grid[:, first:last, :out_hw[0], :out_hw[1]] = pixels.reshape(-1, last - first, *out_hw)
+        in_parallel(work)
+        return out_layout.zero_pads(out)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        x, weight = ctx.saved
+        layout, out_layout, stride, padding = ctx.geometry
+        g = np.ascontiguousarray(g)
+        w_mat = _by_offset(weight)
+        k, out_hw = weight.shape[2], (out_layout.h, out_layout.w)
+        g_pixels = out_layout.pixels(g)
+        needs_x, needs_w = ctx.needs_input_grad
+        dx = buffers.zeros((weight.shape[1], layout.length), g.dtype) if needs_x else None
+        chunks = chunk_bounds(layout.n, w_mat.shape[1] * out_hw[0] * out_hw[1] * g.itemsize)
+        partial = []
+
+        def work(part, parts):
+            total = np.zeros(w_mat.shape, dtype=g.dtype) if needs_w else None
+            for c in split(len(chunks), part, parts):
+                first, last = chunks[c]
+                g_chunk = scratch("pixels", (w_mat.shape[0], (last - first) * out_hw[0] * out_hw[1]), g.dtype)
+                g_chunk.reshape(-1, last - first, *out_hw)[...] = g_pixels[:, first:last]
+                if needs_x:
+                    dcols = np.matmul(w_mat.T, g_chunk, out=scratch("cols", (w_mat.shape[1], g_chunk.shape[1]), g.dtype))
+                    dcols = dcols.reshape(k, k, -1, last - first, *out_hw)
+                    patches = strided_window(dx, layout, first, last - first, k, stride, padding, out_hw)
+                    for i in range(k):  # one offset at a time: the offsets overlap where patches do
+                        for j in range(k):
+                            patches[i, j] += dcols[i, j]
+                if needs_w:
+                    cols = scratch("cols", (w_mat.shape[1], g_chunk.shape[1]), x.dtype)
+                    cols.reshape(k, k, -1, last - first, *out_hw)[...] = strided_window(
+                        x, layout, first, last - first, k, stride, padding, out_hw)
+                    total += g_chunk @ cols.T
+            partial.append(total)
+        in_parallel(work)
+        # Threads on neighbouring images may both have added into the pad row between them: only
+        # pads, which are zeroed here, so the race never touches a real pixel.
+        dx = layout.zero_pads(dx) if needs_x else None
+        dw = None
+        if needs_w:
+            dw = sum(partial).reshape(weight.shape[0], k, k, -1).transpose(0, 3, 1, 2).copy()
+        return dx, dw

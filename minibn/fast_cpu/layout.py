@@ -1,0 +1,115 @@
+"""The flat layout: a padded batch of feature maps as one (C, L) array, channel-major.
+
+Each image row is followed by one zero, which is the right pad of this row and the left pad of
+the next; each image is followed by one row of zeros, its bottom pad and the top pad of the next
+image; and the whole batch has a margin of zeros before and after. For N = 2 images of H x W = 3 x 3
+(a, b are pixels, . are zeros), one channel's row of the array reads, wrapped at Wp = W + 1:
+
+    . . . .  .        margin: M = Wp + 1 zeros (the top-left pad of the first image)
+    a a a .           image 0, row 0   <- pixel (n, y, x) sits at M + n*Hp*Wp + y*Wp + x
+    a a a .           image 0, row 1
+    a a a .           image 0, row 2
+    . . . .           image 0's pad row (Hp = H + 1 rows per image)
+    b b b .           image 1, row 0
+    ...
+    . . . .  .        margin: M zeros
+
+Why: a 3x3 convolution with padding 1 reads, for kernel offset (i, j), the pixel at position
+p + (i-1)*Wp + (j-1). In this layout that is the same shift for every output position p, so the
+input that offset (i, j) needs for a run of outputs is one contiguous slice of each channel's row:
+im2col becomes nine block copies (or a single strided copy), and the input gradient of a stride-1
+conv is the same gather of the output gradient, with no col2im scatter and no NCHW transposes.
+
+The price: outputs computed at pad positions are garbage. Every op of the fast path leaves zeros
+in all pads and margins of what it returns (activations and gradients alike), and may rely on
+finding zeros there. Zero pads also let BatchNorm sum over every position of a row.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from minibn.fast_cpu import buffers
+
+
+@dataclass(frozen=True)
+class FlatLayout:
+    """Where the N x H x W pixels of a batch sit in a flat (C, length) array (see the module docstring)."""
+
+    n: int
+    h: int
+    w: int
+
+    @property
+    def wp(self) -> int:  # a row with its one pad
+        return self.w + 1
+
+    @property
+    def hp(self) -> int:  # an image with its pad row
+        return self.h + 1
+
+    @property
+    def margin(self) -> int:  # the furthest a 3x3 kernel reaches from a position
+        return self.wp + 1
+
+    @property
+    def positions(self) -> int:  # every pixel and pad of every image
+        return self.n * self.hp * self.wp
+
+    @property
+    def length(self) -> int:
+        return self.positions + 2 * self.margin
+
+    @property
+    def pixels_per_channel(self) -> int:  # M of BatchNorm: the real pixels only
+        return self.n * self.h * self.w
+
+    def grid(self, flat: np.ndarray) -> np.ndarray:
+        """A view (C, N, Hp, Wp) of every image with its pads (no copy)."""
+        return flat[:, self.margin:self.margin + self.positions].reshape(flat.shape[0], self.n, self.hp, self.wp)
+
+    def pixels(self, flat: np.ndarray) -> np.ndarray:
+        """A view (C, N, H, W) of the real pixels only (no copy)."""
+        return self.grid(flat)[:, :, :self.h, :self.w]
+
+    def empty(self, channels: int, dtype) -> np.ndarray:
+        """A (C, length) array whose margins are zero; the caller fills every position."""
+        flat = buffers.empty((channels, self.length), dtype)
+        flat[:, :self.margin] = 0
+        flat[:, self.margin + self.positions:] = 0
+        return flat
+
+    def zero_pads(self, flat: np.ndarray) -> np.ndarray:
+        """Write zeros into the pads and margins of ``flat`` (in place), leaving the pixels alone."""
+        grid = self.grid(flat)
+        grid[:, :, self.h, :] = 0
+        grid[:, :, :, self.w] = 0
+        flat[:, :self.margin] = 0
+        flat[:, self.margin + self.positions:] = 0
+        return flat
+
+    def pixel_mask(self, dtype) -> np.ndarray:
+        """(length,): 1 at real pixels, 0 at pads and margins. Multiplying by it zeroes the pads."""
+        return _pixel_mask(self, np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _pixel_mask(layout: FlatLayout, dtype: np.dtype) -> np.ndarray:
+    mask = np.zeros((1, layout.length), dtype=dtype)
+    layout.pixels(mask)[...] = 1
+    mask.flags.writeable = False  # shared by every op on this layout
+    return mask[0]
+
+
+def to_flat(images: np.ndarray, layout: FlatLayout) -> np.ndarray:
+    """(N, C, H, W) -> (C, length) in the flat layout, pads zero."""
+    flat = buffers.zeros((images.shape[1], layout.length), images.dtype)
+    layout.pixels(flat)[...] = images.transpose(1, 0, 2, 3)
+    return flat
+
+
+def from_flat(flat: np.ndarray, layout: FlatLayout) -> np.ndarray:
+    """(C, length) -> (N, C, H, W), a contiguous copy of the pixels."""
+    return np.ascontiguousarray(layout.pixels(flat).transpose(1, 0, 2, 3))
