@@ -6,6 +6,7 @@ import numpy as np
 from minibn import fast_cpu, nn
 from minibn import functional as F
 from minibn.backend import to_device
+from minibn.tensor import Tensor
 
 MODES = ("all", "bn", "bn+output", "output", "random")
 
@@ -63,7 +64,7 @@ class CifarResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes, rng=rng)
 
     def forward(self, x):
-        if fast_cpu.enabled_for(x.data):  # NumPy: the same network through minibn/fast_cpu (same numbers)
+        if fast_cpu.enabled_for(x.data if isinstance(x, Tensor) else x):  # NumPy: minibn/fast_cpu (same numbers)
             return fast_cpu.resnet_forward(self, x)
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))

@@ -240,3 +240,10 @@ def test_layout_round_trip_and_zero_pads():
     assert pads_are_zero(flat, layout)
     np.testing.assert_array_equal(from_flat(flat, layout), images)
     assert flat[0, layout.margin + layout.wp + 1] == images[0, 0, 1, 1]  # pixel (n, y, x) at M + n*Hp*Wp + y*Wp + x
+
+
+def test_a_plain_array_takes_the_fast_path_too():
+    """The training loop hands the model NumPy arrays, not Tensors."""
+    model = cifar_resnet(8, width=4)
+    images = np.zeros((2, 3, 8, 8), dtype=np.float32)
+    assert "BatchNormFlat" in op_names(model(images))

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 
-import functools
-
 import numpy as np
 
 from minibn.fast_cpu import buffers
@@ -33,15 +31,6 @@ from minibn.fast_cpu.conv import scratch
 from minibn.fast_cpu.layout import FlatLayout
 from minibn.fast_cpu.threads import in_parallel, split
 from minibn.tensor import Context, Function
-
-
-@functools.lru_cache(maxsize=64)
-def relu_ceiling(layout: FlatLayout, dtype: np.dtype) -> np.ndarray:
-    """(length,): +inf at pixels, 0 at pads. After the ReLU, minimum(y, this) zeroes the pads in one
-    step (cheaper in NumPy than multiplying by the 0/1 mask)."""
-    ceiling = np.where(layout.pixel_mask(dtype) > 0, np.inf, 0).astype(dtype)
-    ceiling.flags.writeable = False
-    return ceiling
 
 
 def _rows(channels: int, part: int, parts: int) -> slice:
@@ -82,11 +71,9 @@ class BatchNormFlat(Function):
                 y += (beta[rows] - a * mean[rows]).astype(x.dtype)[:, None]
             if residual is not None:
                 y += residual[rows]
-            if relu:  # b (and relu(b)) is not 0 at the pads: zero them
+            if relu:
                 np.maximum(y, 0, out=y)
-                np.minimum(y, relu_ceiling(layout, x.dtype), out=y)
-            else:
-                y *= layout.pixel_mask(x.dtype)
+            layout.zero_pads(y)  # b (and relu(b)) is not 0 at the pads
         in_parallel(work)
 
         if training:
@@ -126,7 +113,7 @@ class BatchNormFlat(Function):
                 centered *= (-gamma[rows] * s * s * dgamma[rows] / m).astype(x.dtype)[:, None]
                 d += centered
                 d += (-gamma[rows] * s * dbeta[rows] / m).astype(x.dtype)[:, None]
-                d *= ctx.layout.pixel_mask(x.dtype)  # the constant is not 0 at the pads
+                ctx.layout.zero_pads(d)  # the constant is not 0 at the pads
         in_parallel(work)
         return (dx, dgamma.astype(gamma.dtype) if needs_gamma else None,
                 dbeta.astype(gamma.dtype) if needs_beta else None, *((ge,) if ctx.has_residual else ()))

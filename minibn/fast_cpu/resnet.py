@@ -95,6 +95,7 @@ def basic_block(block, x: Tensor, layout: FlatLayout) -> tuple[Tensor, FlatLayou
 
 def resnet_forward(model, images: Tensor) -> Tensor:
     """models.CifarResNet.forward on the flat layout: (N, 3, H, W) images -> (N, classes) logits."""
+    images = images if isinstance(images, Tensor) else Tensor(images)  # the training loop passes arrays
     n, _, h, w = images.shape
     layout = FlatLayout(n, h, w)
     out, layout = conv(ToFlat.apply(images, layout=layout), model.conv1, layout)
