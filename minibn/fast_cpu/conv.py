@@ -78,30 +78,35 @@ def conv3x3_flat(source: np.ndarray, w_mat: np.ndarray, layout: FlatLayout) -> n
     """(C, length) -> (O, length): out[:, M + q] = w_mat @ patch(q) at every position, pads zeroed."""
     out_channels, rows = w_mat.shape
     source = np.ascontiguousarray(source)  # window() views it as a raw buffer
-    out = layout.empty(out_channels, source.dtype)
-    chunks = chunk_bounds(layout.positions, rows * source.itemsize)
+    out = layout.empty(out_channels, source.dtype)  # margins zero; every position is written below
+    image = layout.hp * layout.wp  # chunks of whole images, so that the chunk's pads are easy to find
+    chunks = chunk_bounds(layout.n, rows * source.itemsize * image)
 
     def work(part, parts):
         for k in split(len(chunks), part, parts):
-            start, stop = chunks[k]
-            cols = scratch("cols", (rows, stop - start), source.dtype)
-            gather_3x3(source, layout, start, stop, cols)
-            np.matmul(w_mat, cols, out=out[:, layout.margin + start:layout.margin + stop])
+            first, last = chunks[k]
+            cols = scratch("cols", (rows, (last - first) * image), source.dtype)
+            gather_3x3(source, layout, first * image, last * image, cols)
+            block = out[:, layout.margin + first * image:layout.margin + last * image]
+            np.matmul(w_mat, cols, out=block)
+            grid = block.reshape(out_channels, last - first, layout.hp, layout.wp)
+            grid[:, :, layout.h, :] = 0  # what was computed at pad positions is garbage
+            grid[:, :, :, layout.w] = 0
     in_parallel(work)
-    return layout.zero_pads(out)  # what was computed at pad positions is garbage
+    return out
 
 
 def weight_grad_3x3(g: np.ndarray, source: np.ndarray, layout: FlatLayout, shape) -> np.ndarray:
     """dW = sum over chunks of g_chunk @ cols_chunk^T, columns gathered again from the input."""
-    rows = 9 * source.shape[0]
-    chunks = chunk_bounds(layout.positions, rows * source.itemsize)
+    rows, image = 9 * source.shape[0], layout.hp * layout.wp
+    chunks = chunk_bounds(layout.n, rows * source.itemsize * image)
     source = np.ascontiguousarray(source)
     partial = []
 
     def work(part, parts):
         total = np.zeros((g.shape[0], rows), dtype=g.dtype)
         for k in split(len(chunks), part, parts):
-            start, stop = chunks[k]
+            start, stop = chunks[k][0] * image, chunks[k][1] * image
             cols = scratch("cols", (rows, stop - start), source.dtype)
             gather_3x3(source, layout, start, stop, cols)
             total += g[:, layout.margin + start:layout.margin + stop] @ cols.T
