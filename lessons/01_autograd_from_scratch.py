@@ -1,3 +1,4 @@
+# %%
 """Lesson 01: autograd from scratch, then minibn's Tensor.
 
 What you learn: how reverse-mode differentiation works. We build a tiny engine on scalars

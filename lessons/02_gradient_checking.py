@@ -1,3 +1,4 @@
+# %%
 """Lesson 02: gradient checking: float32 vs float64, and the choice of eps.
 
 What you learn: how to test a backward pass against central differences, why it must be done in

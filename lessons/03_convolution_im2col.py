@@ -1,3 +1,4 @@
+# %%
 """Lesson 03: convolution as im2col plus one matrix multiply.
 
 What you learn: a convolution is a dot product of each image patch with each filter. Copying all

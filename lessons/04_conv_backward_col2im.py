@@ -1,3 +1,4 @@
+# %%
 """Lesson 04: the backward of a convolution: col2im.
 
 What you learn: the gradient of im2col is col2im, which sends every column entry back to the pixel

@@ -1,3 +1,4 @@
+# %%
 """Lesson 05: BatchNorm: a staged derivation versus the fused op, train versus eval.
 
 What you learn: BatchNorm normalizes each channel with the batch's mean and variance, then scales

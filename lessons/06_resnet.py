@@ -1,3 +1,4 @@
+# %%
 """Lesson 06: residual blocks and the CIFAR ResNet: shapes, parameter counts, the BN share.
 
 What you learn: how a ResNet of depth 6n+2 is put together (stem, three stages, head), how the

@@ -1,3 +1,4 @@
+# %%
 """Lesson 07: the same code on a GPU: CuPy, asynchrony, synchronize, memory.
 
 What you learn: minibn's ops are written against `xp`, so one code path runs on NumPy and CuPy.

@@ -1,15 +1,20 @@
+# %%
 """Lesson 09: BN-only versus full training versus the baselines (output only, random equal-count).
 
 What you learn: the experiment itself. With every conv and linear weight frozen at its random
 initialization, the paper finds that training only BatchNorm's gamma and beta (0.6% of ResNet-14's
 parameters) still learns, while training the same number of randomly chosen conv weights, or only
-the output layer, learns far less. The default run is small: it shows full training ahead and the
-random baseline behind, but BN-only about level with the output layer (lessons/README.md has a
-5,000-image run where BN-only pulls ahead).
-Run:   python lessons/09_bn_only_vs_baselines.py        (4 small runs: a few minutes on 2 cores)
-       python lessons/09_bn_only_vs_baselines.py --depth 14 --epochs 30 --subset 0 --test-subset 0
+the output layer, learns far less.
+Run:   python lessons/09_bn_only_vs_baselines.py --data-dir DIR   (4 runs of ResNet-14 on 5,000 images)
+       python lessons/09_bn_only_vs_baselines.py --epochs 30 --subset 0 --test-subset 0   (hours on a CPU)
        minibn sweep --depths 14,20 --epochs 30 --out runs/sweep   (all four modes, on a GPU)
 Look:  the table (trainable parameters vs accuracy) and out/09_modes/modes.png.
+
+Measured 2026-11-26, defaults, on 2 cores (Intel Xeon, NumPy + OpenBLAS), CIFAR-10's first 5,000
+training and 1,000 test images, seed 0: the four runs took 412 s. Final test accuracy: full training
+42.1%, BN-only 28.1%, output layer only 23.0%, random equal-count 15.7%; BN-only led the output
+layer at every epoch. What this short run does not show: the paper's numbers (160 epochs on all
+50,000 images: BN-only ResNet-14 about 48%, full training about 91%), or the gap growing with depth.
 """
 # %%
 import json
@@ -20,7 +25,8 @@ from training_helpers import add_training_arguments, dataset, smoke, train_run
 from minibn.analysis import read_metrics
 
 MODES = ["all", "bn", "output", "random"]
-args = lesson_args("09_modes", __doc__, add_training_arguments)
+args = lesson_args("09_modes", __doc__, lambda p: add_training_arguments(p, depth=14, epochs=8, subset=5000,
+                                                                          test_subset=1000))
 if args.smoke:
     smoke(args)
 data = dataset(args)
@@ -43,5 +49,10 @@ ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"ResNet-{args.depth}: 
 ax.legend()
 ax.grid(alpha=0.3)
 save(fig, args.out, "modes.png")
+accuracy = {mode: 100 * s["final_test_acc"] for mode, s in summaries.items()}
+console.print(f"BN-only is {accuracy['bn'] - accuracy['output']:+.1f} points from training the output layer "
+              f"and {accuracy['bn'] - accuracy['random']:+.1f} from training as many random conv weights; full "
+              f"training is {accuracy['all'] - accuracy['bn']:+.1f} points from BN-only.")
 console.print("The paper (160 epochs, all 50,000 images): BN-only ResNet-14 about 48%, full training about 91%; "
-              "training random weights instead is far worse. Tiny runs show the order, not the numbers.")
+              "training random weights instead is far worse. A short run on few images shows the order, not the "
+              "numbers.")

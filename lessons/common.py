@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -13,18 +14,26 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 console = Console(highlight=False)
+IN_NOTEBOOK = "ipykernel" in sys.modules  # run by Jupyter rather than from a shell
 LESSONS = Path(__file__).resolve().parent
 sys.path.insert(0, str(LESSONS.parent))  # run from a checkout without installing: minibn is next door
 
 
-def lesson_args(name: str, doc: str, add_arguments=None) -> argparse.Namespace:
-    """Parse the lesson's flags. Every lesson has --out (where figures go) and --smoke (tiny sizes)."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--out", type=Path, default=LESSONS / "out" / name, help="folder for the figures")
-    parser.add_argument("--smoke", action="store_true", help="smallest settings, seconds to run (the tests use it)")
+def lesson_args(name: str, doc: str | None, add_arguments=None) -> argparse.Namespace:
+    """Parse the lesson's flags. Every lesson has --out (where figures go) and --smoke (tiny sizes).
+
+    In a notebook there is no command line: MINIBN_LESSON_SMOKE=1 and MINIBN_LESSON_OUT=folder stand
+    for --smoke and --out there (the notebook test uses them).
+    """
+    out = Path(os.environ.get("MINIBN_LESSON_OUT") or LESSONS / "out") / name
+    parser = argparse.ArgumentParser(description=(doc or name).splitlines()[0],
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--out", type=Path, default=out, help="folder for the figures")
+    parser.add_argument("--smoke", action="store_true", default=os.environ.get("MINIBN_LESSON_SMOKE") == "1",
+                        help="smallest settings, seconds to run (the tests use it)")
     if add_arguments:
         add_arguments(parser)
-    args, _ = parser.parse_known_args()  # known only: a notebook kernel passes its own arguments
+    args, _ = parser.parse_known_args([] if IN_NOTEBOOK else None)  # a notebook kernel has its own arguments
     args.out.mkdir(parents=True, exist_ok=True)
     console.rule(f"[bold]{name}[/bold]")
     return args
@@ -40,9 +49,18 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
 
 
 def save(fig, out: Path, name: str) -> Path:
+    """Save the figure as a PNG (and show it, in a notebook)."""
     path = out / name
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return show(path)
+
+
+def show(path: Path) -> Path:
+    """Say where a saved figure is; in a notebook, also show it."""
     console.print(f"figure: {path}")
+    if IN_NOTEBOOK:
+        from IPython.display import Image, display
+        display(Image(filename=str(path)))
     return path

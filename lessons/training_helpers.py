@@ -8,8 +8,6 @@ from common import console
 from minibn.data import find_cifar10, load_cifar10, load_sample
 from minibn.train import TrainConfig, run
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # where the course keeps CIFAR-10
-
 
 def add_training_arguments(parser, depth=8, epochs=8, subset=1000, test_subset=500) -> None:
     parser.add_argument("--data-dir", default=None, help="folder with cifar-10-batches-py (else the sample)")
@@ -26,11 +24,11 @@ def smoke(args) -> None:
 
 
 def dataset(args):
-    """CIFAR-10 if it can be found (--data-dir, $MINIBN_DATA, the course's shared folder), else the sample."""
-    for place in (args.data_dir, None, SHARED_DATA):
-        if find_cifar10(str(place) if place else None):
-            return load_cifar10(str(place) if place else None, download=False)
-    console.print("[yellow]CIFAR-10 not found: using the bundled sample (500 training images).[/yellow]")
+    """CIFAR-10 where `minibn train` finds it (--data-dir, $MINIBN_DATA, ~/.cache/minibn), else the sample."""
+    if find_cifar10(args.data_dir):
+        return load_cifar10(args.data_dir, download=False)
+    console.print("[yellow]CIFAR-10 not found (--data-dir, $MINIBN_DATA, ~/.cache/minibn): using the bundled "
+                  "sample (500 training images); `minibn train --data cifar10` downloads the real one.[/yellow]")
     return load_sample()
 
 

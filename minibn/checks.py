@@ -17,16 +17,19 @@ from minibn.tensor import Tensor
 
 @dataclass
 class Check:
+    """A gradient check: ``fn``'s backward against central differences at ``inputs`` (float64)."""
     name: str
     fn: Callable[..., Tensor]
     inputs: list
     max_elements: int | None = None
     names: list[str] | None = None
-    hint: str = ""  # shown when the check fails (exercises)
 
-    @property
-    def shapes(self) -> str:
-        return " ".join("x".join(map(str, np.shape(x.data if isinstance(x, Tensor) else x))) for x in self.inputs)
+
+@dataclass
+class ValueCheck:
+    """A value check: ``compute()`` returns (name, yours, expected) array triples to compare."""
+    name: str
+    compute: Callable[[], list[tuple[str, object, object]]]
 
 
 def _away_from_zero(rng, *shape, margin=0.1):

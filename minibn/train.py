@@ -186,7 +186,8 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
                                           warmup_steps=warmup_steps),
                       "train_loss": progress.loss_sum / progress.seen, "train_acc": progress.correct / progress.seen,
                       "test_loss": test_loss, "test_acc": test_acc, "seconds": progress.seconds,
-                      "images_per_s": progress.seen / max(progress.seconds, 1e-9)}
+                      "images_per_s": progress.seen / max(progress.seconds, 1e-9),
+                      "gamma_below": gamma_fractions(model)}  # how many channels BatchNorm switched off so far
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             console.print(f"epoch {record['epoch']:>3}/{config.epochs}  lr {record['lr']:.4g}  "

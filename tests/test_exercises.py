@@ -1,36 +1,132 @@
-"""Exercise grading works both ways: every stub fails, every reference solution passes."""
+"""Exercise grading works both ways (every stub fails, every reference solution passes), its hints
+never give the answer away, and its JSON and Gradescope output are what autograders read."""
+import json
+import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from minibn.cli import main
+from minibn.exercises import EXERCISES
 from tests.conftest import BACKEND
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = sorted((ROOT / "lessons" / "exercises").glob("ex_*.py"))
 SOLUTIONS = sorted((ROOT / "tests" / "exercise_solutions").glob("ex_*.py"))
+NAMES = {"ex_relu": "relu", "ex_cross_entropy": "cross_entropy", "ex_linear": "linear", "ex_conv": "conv2d",
+         "ex_batchnorm": "batch_norm", "ex_im2col": "im2col", "ex_sgd": "sgd"}
+
+# What the answer looks like: no hint may contain any of these (compared without spaces, in lower case),
+# nor any line of the reference solution's code.
+ANSWERS = {
+    "relu": ["x>0", "g*("],
+    "cross_entropy": ["exp(log_probs)", "-=1", "-onehot", "softmax-", "(g/n)", "g/n"],
+    "linear": ["g@w", "g.t@x", "g@weight", "sum(axis=0)", "x.t"],
+    "conv2d": ["g_mat@", "cols.t", "w_mat.t", "+=cols", "@g_mat", "w^t", "cols^t"],
+    "batch_norm": ["m*g", "dbeta-", "xhat*dgamma", "gamma*inv_std/", "inv_std/m", "/m*("],
+    "im2col": ["::stride", "i:i+", "stride*ho", "x_cn["],
+    "sgd": ["momentum*buf", "buf*=", "-=lr", "lr*buf", "weight_decay*param", "weight_decay*p", "d.copy()"],
+}
 
 
-def grade(path):
-    return CliRunner().invoke(main, ["gradcheck", str(path), "--backend", BACKEND])
+def grade(path, *options):
+    return CliRunner().invoke(main, ["gradcheck", str(path), "--backend", BACKEND, *options])
 
 
-def test_every_stub_has_a_solution():
-    assert [p.name for p in STUBS] == [p.name for p in SOLUTIONS] and len(STUBS) == 5
+def squeezed(text: str) -> str:
+    return re.sub(r"\s+", "", text).lower()
+
+
+def test_seven_exercises_each_with_a_stub_and_a_solution():
+    assert [p.name for p in STUBS] == [p.name for p in SOLUTIONS] and len(STUBS) == 7
+    assert sorted(NAMES[p.stem] for p in STUBS) == sorted(EXERCISES)
 
 
 @pytest.mark.parametrize("stub", STUBS, ids=[p.stem for p in STUBS])
-def test_stub_fails_with_a_hint(stub):
-    result = grade(stub)
-    assert result.exit_code == 1 and "FAILED" in result.output and "hint:" in result.output
+def test_a_stub_is_not_written_yet_and_gets_the_first_hint_only(stub):
+    result = grade(stub, "--hint", "3")
+    assert result.exit_code == 1 and "FAILED" in result.output
+    assert "not written yet" in result.output and "hint 1 of 3" in result.output and "hint 2" not in result.output
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
-def test_solution_passes(solution):
+def test_a_reference_solution_passes(solution):
     result = grade(solution)
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output and "FAIL" not in result.output
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_no_hint_level_gives_the_answer(name):
+    solution = next(p for p in SOLUTIONS if NAMES[p.stem] == name)
+    code = [squeezed(line) for line in solution.read_text().split('"""')[-1].splitlines()
+            if re.search(r"[=@*+/]", line) and not line.lstrip().startswith(("#", "from", "import", "sys.path"))]
+    forbidden = ANSWERS[name] + [line for line in code if len(line) > 8]
+    for level, hint in enumerate(EXERCISES[name].hints, 1):
+        assert len(hint) > 80, f"hint {level} of {name} says too little"
+        leaked = [fragment for fragment in forbidden if fragment in squeezed(hint)]
+        assert not leaked, f"hint {level} of {name} gives away {leaked}"
+
+
+def test_a_wrong_backward_shows_where_and_all_hint_levels(tmp_path):
+    wrong = tmp_path / "ex_linear.py"
+    wrong.write_text((ROOT / "lessons" / "exercises" / "ex_linear.py").read_text().replace(
+        '        raise NotImplementedError("write Linear.backward")',
+        "        return g @ weight, (g.T @ x).T.T * 2, g.sum(axis=0)"))
+    result = grade(wrong, "--hint", "3")
+    assert result.exit_code == 1
+    assert "linear: weight is wrong at (" in result.output and "it should be" in result.output
+    for level in (1, 2, 3):
+        assert f"hint {level} of 3" in result.output
+    assert "hint 2 of 3" not in grade(wrong).output and "--hint 2" in grade(wrong).output
+
+
+def test_json_records_for_a_stub_and_a_solution(tmp_path):
+    for path, passed in [(ROOT / "lessons" / "exercises" / "ex_conv.py", False),
+                         (ROOT / "tests" / "exercise_solutions" / "ex_conv.py", True)]:
+        out = tmp_path / "records.json"
+        result = grade(path, "--format", "json", "--output", str(out))
+        assert result.exit_code == (0 if passed else 1)
+        records = json.loads(out.read_text())
+        assert len(records) == (6 if passed else 3)  # x and weight of three checks; a stub fails each check once
+        for record in records:
+            assert {"exercise", "check", "input", "passed", "max_abs_err", "max_rel_err", "worst_index"} <= set(record)
+            assert record["exercise"] == "conv2d" and record["passed"] is passed
+            assert record["status"] == ("pass" if passed else "not written yet")
+
+
+def test_json_goes_to_standard_output_alone():
+    result = grade(ROOT / "tests" / "exercise_solutions" / "ex_relu.py", "--format", "json")
+    records = json.loads(result.stdout)
+    assert result.exit_code == 0 and records[0]["passed"] and records[0]["max_rel_err"] < 1e-6
+
+
+def test_gradescope_results(tmp_path):
+    out = tmp_path / "results.json"
+    assert grade(ROOT / "tests" / "exercise_solutions" / "ex_sgd.py", "--format", "gradescope",
+                 "--output", str(out)).exit_code == 0
+    results = json.loads(out.read_text())
+    assert results["score"] == 2 and [t["score"] for t in results["tests"]] == [1, 1]
+    assert all(t["max_score"] == 1 and t["status"] == "passed" for t in results["tests"])
+    assert grade(ROOT / "lessons" / "exercises" / "ex_sgd.py", "--format", "gradescope",
+                 "--output", str(out)).exit_code == 1
+    results = json.loads(out.read_text())
+    assert results["score"] == 0 and all(t["status"] == "failed" for t in results["tests"])
+    assert "not written yet" in results["tests"][0]["output"] and "hint:" in results["tests"][0]["output"]
+
+
+def test_a_folder_of_submissions(tmp_path):
+    for student, source in [("alice", ROOT / "tests" / "exercise_solutions" / "ex_relu.py"),
+                            ("bob", ROOT / "lessons" / "exercises" / "ex_relu.py")]:
+        (tmp_path / student).mkdir()
+        (tmp_path / student / "ex_relu.py").write_text(source.read_text().replace(
+            "Path(__file__).parent", repr(str(ROOT / "tests" / "exercise_solutions"))))
+    (tmp_path / "alice" / "notes.py").write_text("x = 1\n")  # not an exercise: skipped
+    result = grade(tmp_path, "--format", "json")
+    records = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert {(Path(r["file"]).parent.name, r["passed"]) for r in records} == {("alice", True), ("bob", False)}
 
 
 def test_col2im_that_overwrites_instead_of_adding_fails(tmp_path):
@@ -51,7 +147,7 @@ def col2im(cols, x_shape, stride, padding):  # overwrites where patches overlap:
     wrong.write_text(solution.replace("from minibn.conv import col2im  # noqa: E402",
                                       "from minibn.backend import array_module" + wrong_col2im))
     result = grade(wrong)
-    assert result.exit_code == 1 and "FAIL at" in result.output
+    assert result.exit_code == 1 and "FAIL at" in result.output and "x is wrong at" in result.output
 
 
 def test_file_without_exercise_name_is_a_clear_error(tmp_path):

@@ -35,7 +35,8 @@ def test_train_writes_config_metrics_checkpoint_and_summary(data_dir, tmp_path):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert set(records[0]) == {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
-                               "images_per_s"}
+                               "images_per_s", "gamma_below"}
+    assert set(records[0]["gamma_below"]) == {"0.01", "0.05", "0.1"}
     assert records[1]["train_loss"] < records[0]["train_loss"]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["gamma_below"]) == {"0.01", "0.05", "0.1"}

@@ -27,7 +27,7 @@ def col2im(cols, x_shape, stride, padding):
     c, kh, kw, n, ho, wo = cols.shape
     _, _, h, w = x_shape
     dx_padded = xp.zeros((c, n, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)  # (C, N, H+2p, W+2p)
-    # TODO: for i in range(kh): for j in range(kw): add cols[:, i, j] into the right strided slice
+    # TODO: send each kernel offset's block cols[:, i, j] back to the pixels im2col took it from
     # TODO: return the inside of dx_padded, transposed back to (N, C, H, W)
     raise NotImplementedError("write col2im")
 
@@ -51,7 +51,7 @@ class Conv2d(Function):
     def backward(ctx, g):
         """g = dL/dout (N, O, Ho, Wo). Return (dx (N, C, H, W), dweight (O, C, kh, kw))."""
         cols, weight = ctx.saved
-        # TODO: g_mat = g as (O, N*Ho*Wo)      (transpose to (O, N, Ho, Wo) first, then reshape)
-        # TODO: dweight = g_mat @ cols_mat.T, reshaped like weight
-        # TODO: dcols = W_mat.T @ g_mat, reshaped like cols; dx = col2im(dcols, ...)
+        # TODO: g as a matrix whose columns line up with the columns of cols
+        # TODO: the weight's gradient (the shape of weight), from the matrix multiply of the forward
+        # TODO: the columns' gradient (the shape of cols), then col2im back to x's shape
         raise NotImplementedError("write Conv2d.backward")

@@ -27,5 +27,6 @@ class CrossEntropy(Function):
     def backward(ctx, g):
         """g = dL/dloss, a scalar array. Return dL/dlogits, shape (N, K)."""
         log_probs, labels = ctx.saved
-        # TODO: softmax is exp(log_probs). Subtract 1 at each row's label, divide by N, times g.
+        # TODO: differentiate each row's -log softmax(logits)[label] with respect to that row's logits;
+        #       then the mean over N and the upstream g. Stuck? minibn gradcheck FILE --hint 2
         raise NotImplementedError("write CrossEntropy.backward")

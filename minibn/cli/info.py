@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import click
 from rich.markup import escape
@@ -48,54 +49,98 @@ def _blas_name() -> str:
 
 @main.command()
 @backend_option
-@click.argument("exercise", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("exercise", required=False, type=click.Path(exists=True))
 @click.option("--seed", default=0, show_default=True, help="Seed of the random inputs and upstream gradients.")
-def gradcheck(backend_name, exercise, seed):
+@click.option("--hint", "hint_level", default=1, show_default=True, type=click.IntRange(1, 3),
+              help="How much the hint says when a check fails (3 is the most; none gives the answer).")
+@click.option("--format", "output_format", default="table", show_default=True,
+              type=click.Choice(["table", "json", "gradescope"]),
+              help="table: for a person. json: one record per checked input. gradescope: Gradescope's results.json.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the json or gradescope output to this file "
+                                                                "[default: standard output].")
+def gradcheck(backend_name, exercise, seed, hint_level, output_format, output):
     """Check every op's and layer's backward against central differences (float64).
 
-    With EXERCISE (a lesson exercise file), grade the backward passes written there instead.
+    With EXERCISE, a lesson exercise file, grade what the student wrote there instead; with a folder,
+    every exercise file in it (a class's submissions, say). The exit status is 0 when every check
+    passes, 1 otherwise.
     """
+    from minibn.grading import failed_checks, run_check, to_gradescope, to_json
     select_backend(backend_name)
-    if exercise:
-        from minibn.exercises import exercise_checks
-        try:
-            checks = exercise_checks(exercise, seed)
-        except Exception as error:  # a student's file may fail to import: show why, in one line
-            raise click.ClickException(f"could not load {exercise}: {type(error).__name__}: {error}") from None
+    graded = _exercise_checks(exercise, seed) if exercise else [("", "", _library_checks(seed))]
+    records, by_file = [], []
+    for path, name, checks in graded:
+        file_records = [record for check in checks for record in run_check(check, name)]
+        records += file_records
+        by_file.append((path, name, file_records))
+    if output_format == "table":
+        for path, name, file_records in by_file:
+            _print_table(path, name, file_records, hint_level)
     else:
-        from minibn.checks import all_checks
-        checks = all_checks(seed)
-    failed = run_checks(checks, title=f"gradcheck on {backend.backend_name()} (float64)")
+        extra = lambda path: {"file": path} if exercise else {}  # noqa: E731
+        from minibn.exercises import EXERCISES
+        hints = {name: exercise.hints[0] for name, exercise in EXERCISES.items()}
+        text = (to_gradescope(records, hints) if output_format == "gradescope"
+                else "[" + ",".join(to_json(r, extra(p))[1:-1] for p, _, r in by_file if r) + "]")
+        if output:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+            Path(output).write_text(text + "\n")
+        else:
+            click.echo(text)
+    failed = failed_checks(records)
     if failed:
-        raise click.ClickException(f"{failed} gradient check(s) FAILED")
-    console.print(f"[green]all {len(checks)} checks passed[/green]")
+        raise click.ClickException(f"{failed} check(s) FAILED")
+    if output_format == "table":
+        console.print(f"[green]all {len({(r.exercise, r.check) for r in records})} checks passed[/green]")
 
 
-def run_checks(checks, title: str) -> int:
-    """Run gradient checks, print one table row per input, and return how many checks failed."""
-    table = Table(title=title)
-    for column in ("op", "input", "shape", "max abs err", "max rel err", "result"):
-        table.add_column(column, justify="right" if "err" in column else "left")
-    failed, hints = 0, []
-    for check in checks:
+def _library_checks(seed):
+    from minibn.checks import all_checks
+    return all_checks(seed)
+
+
+def _exercise_checks(exercise: str, seed: int) -> list[tuple[str, str, list]]:
+    """(file, exercise name, checks) for a file, or for every exercise file in a folder."""
+    from minibn.exercises import exercise_checks
+    paths = [Path(exercise)] if Path(exercise).is_file() else sorted(Path(exercise).rglob("*.py"))
+    graded = []
+    for path in paths:
+        if Path(exercise).is_dir() and "EXERCISE" not in path.read_text(errors="replace"):
+            continue  # a helper file in a submission folder
         try:
-            results = minibn.gradcheck(check.fn, check.inputs, names=check.names,
-                                       max_elements=check.max_elements)
-        except Exception as error:
-            table.add_row(check.name, "", check.shapes, "", "", f"[red]ERROR[/red] {type(error).__name__}: {error}")
-            failed += 1
-            hints.append(check.hint)
-            continue
-        ok = all(r.passed for r in results)
-        failed += not ok
-        if not ok:
-            hints.append(check.hint)
-        for r in results:
-            verdict = "[green]PASS[/green]" if r.passed else (
-                f"[red]FAIL[/red] at {r.worst_index}: backward {r.analytic:.6g}, numerical {r.numeric:.6g}")
-            table.add_row(check.name, r.name, "x".join(map(str, r.shape)), f"{r.max_abs_err:.2e}",
-                          f"{r.max_rel_err:.2e}", verdict)
+            graded.append((str(path), *exercise_checks(str(path), seed)))
+        except Exception as error:  # a student's file may fail to import: show why, in one line
+            raise click.ClickException(f"could not load {path}: {type(error).__name__}: {error}") from None
+    if not graded:
+        raise click.ClickException(f"no exercise files (files that set EXERCISE) in {exercise}")
+    return graded
+
+
+def _print_table(path: str, name: str, records, hint_level: int) -> None:
+    """One row per checked input; then, for a failed exercise, what is wrong and a hint."""
+    from minibn.exercises import EXERCISES
+    from minibn.grading import NOT_WRITTEN
+    title = f"{path}: {EXERCISES[name].title}" if name else "minibn's ops and layers"
+    table = Table(title=f"gradcheck on {backend.backend_name()} (float64): {escape(title)}")
+    for column in ("check", "input", "max abs err", "max rel err", "result"):
+        table.add_column(column, justify="right" if "err" in column else "left")
+    for r in records:
+        if r.status == "pass":
+            verdict = "[green]PASS[/green]"
+        elif r.status in (NOT_WRITTEN, "error") or r.worst_index is None:
+            verdict = f"[red]{r.status.upper()}[/red] {escape(r.message)}"
+        else:
+            verdict = f"[red]FAIL[/red] at {tuple(r.worst_index)}: yours {r.yours:.6g}, expected {r.expected:.6g}"
+        errors = ("", "") if r.max_abs_err is None else (f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}")
+        table.add_row(escape(r.check), escape(r.input), *errors, verdict)
     console.print(table)
-    for hint in dict.fromkeys(h for h in hints if h):
-        console.print(f"[yellow]hint:[/yellow] {hint}")
-    return failed
+    failed = [r for r in records if not r.passed]
+    if not failed or not name:
+        return
+    console.print(f"[red]{escape(failed[0].sentence())}[/red]")
+    hints = EXERCISES[name].hints
+    level = 1 if all(r.status == NOT_WRITTEN for r in failed) else hint_level  # not started: the first hint only
+    for number in range(1, level + 1):
+        console.print(f"[yellow]hint {number} of 3:[/yellow] {escape(hints[number - 1])}")
+    if level < 3 and not all(r.status == NOT_WRITTEN for r in failed):
+        console.print(f"more: minibn gradcheck {path} --hint {level + 1}")

@@ -1,6 +1,13 @@
-"""Reference solution of exercise 4 (col2im and the conv backward).
+"""Reference solution of exercise 4 (col2im and the conv backward), for instructors.
 
-col2im is minibn's own (minibn/conv.py): the loop over kernel offsets that adds each slice back.
+Forward: cols = im2col(x) viewed as (C*kh*kw, P) with P = N*Ho*Wo, out_mat = W_mat @ cols (O, P),
+then out = out_mat reshaped to (O, N, Ho, Wo) and transposed to NCHW. Backward, in reverse:
+  g_mat  = g transposed to (O, N, Ho, Wo) and reshaped to (O, P)  (undoes the reshape/transpose)
+  dW_mat = g_mat @ cols^T        (the linear layer's weight gradient, cols as its input)
+  dcols  = W_mat^T @ g_mat       (its input gradient)
+  dx     = col2im(dcols)         (the adjoint of im2col: every entry added back where it was copied
+                                  from; overlapping patches make the adds necessary: '=' would lose them)
+col2im is minibn's own (minibn/conv.py): a loop over the kernel offsets with strided slices.
 """
 import sys
 from pathlib import Path

@@ -1,4 +1,9 @@
-"""Reference solution of exercise 2 (softmax cross-entropy)."""
+"""Reference solution of exercise 2 (softmax cross-entropy), for instructors.
+
+loss = (1/N) sum_n l_n with l_n = -z[n, y_n] + log sum_j exp(z[n, j]). Then
+  d l_n / d z[n, k] = softmax(z[n])_k - [k == y_n]     (the log-sum-exp gives the softmax)
+and rows do not interact, so dL/dz = g * (softmax(z) - onehot(y)) / N, with softmax = exp(log_probs).
+"""
 import sys
 from pathlib import Path
 

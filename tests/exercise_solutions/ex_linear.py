@@ -1,4 +1,10 @@
-"""Reference solution of exercise 3 (linear)."""
+"""Reference solution of exercise 3 (linear), for instructors.
+
+out[n, o] = sum_i x[n, i] W[o, i] + b[o], so with g = dL/dout:
+  dL/dx[n, i] = sum_o g[n, o] W[o, i]      -> dx = g @ W        (N, out) @ (out, in) = (N, in)
+  dL/dW[o, i] = sum_n g[n, o] x[n, i]      -> dW = g.T @ x      (out, N) @ (N, in)  = (out, in)
+  dL/db[o]    = sum_n g[n, o]              -> db = g summed over axis 0
+"""
 import sys
 from pathlib import Path
 

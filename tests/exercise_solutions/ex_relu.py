@@ -1,4 +1,9 @@
-"""Reference solution of exercise 1 (ReLU): the stub's forward, with its backward written."""
+"""Reference solution of exercise 1 (ReLU), for instructors.
+
+relu(x) = max(x, 0) elementwise, so d relu(x_k) / d x_l is 0 for k != l, and for k = l it is 1 where
+x > 0 and 0 where x < 0 (at 0 itself we take 0, as PyTorch does). The chain rule then gives
+dL/dx = g * [x > 0]: the upstream gradient where the input was positive, 0 elsewhere.
+"""
 import sys
 from pathlib import Path
 
