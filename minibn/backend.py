@@ -23,7 +23,8 @@ _current: ModuleType | None = None  # resolved on first use, so importing minibn
 _reason = ""
 
 
-INSTALL_HINT = 'install CuPy with its CUDA libraries: pip install "minibn[cuda12]" (CUDA 12) or "minibn[cuda13]" (CUDA 13)'
+INSTALL_HINT = ('install CuPy with its CUDA libraries: pip install "minibn[cuda12]" (CUDA 12) '
+                'or "minibn[cuda13]" (CUDA 13)')
 
 # The CUDA libraries CuPy loads while it runs, by the name their files start with.
 CUDA_LIBRARIES = {"libcublas": "cuBLAS (matrix multiplies)", "libnvrtc": "NVRTC (compiles CuPy's kernels)",

@@ -35,7 +35,8 @@ def _relu(module, rng):
 
 def _cross_entropy(module, rng):
     labels = rng.integers(0, 6, size=5)
-    return [Check("cross_entropy", lambda z: module.CrossEntropy.apply(z, labels=labels), [rng.standard_normal((5, 6))])]
+    return [Check("cross_entropy", lambda z: module.CrossEntropy.apply(z, labels=labels),
+                  [rng.standard_normal((5, 6))])]
 
 
 def _linear(module, rng):

@@ -84,9 +84,9 @@ def failed_checks(records: list[Record]) -> int:
     return len({(r.exercise, r.check) for r in records if not r.passed})
 
 
-def to_json(records: list[Record], extra: dict | None = None) -> str:
-    """One JSON object per record, in a list."""
-    return json.dumps([{**(extra or {}), **r.as_dict()} for r in records], indent=2)
+def to_json(records: list[tuple[str | None, Record]]) -> str:
+    """One JSON object per (file, record), in a list; the file is left out where it is None."""
+    return json.dumps([{**({"file": path} if path else {}), **r.as_dict()} for path, r in records], indent=2)
 
 
 def to_gradescope(records: list[Record], hints: dict[str, str] | None = None) -> str:

@@ -46,3 +46,11 @@ def test_invalid_backend_choice():
 def test_every_command_takes_backend():
     for name, command in main.commands.items():
         assert any(p.name == "backend_name" and "--backend" in p.opts for p in command.params), name
+
+
+def test_gradcheck_json_has_one_passing_record_per_checked_input():
+    import json
+    result = run("gradcheck", "--backend", BACKEND, "--format", "json")
+    records = json.loads(result.stdout)
+    assert result.exit_code == 0 and len(records) > 60 and all(r["passed"] for r in records)
+    assert {"check", "input", "max_abs_err", "max_rel_err", "worst_index"} <= set(records[0])

@@ -103,7 +103,8 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     if json_path:
         record = {"depth": depth, "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                   "steps": steps, "repeats": repeats, "warmup": warmup, "backend": backend.backend_name(),
-                  "kernels": on_gpu and kernels.kernels_enabled(), "fast_cpu": not on_gpu and fast_cpu.fast_cpu_enabled(),
+                  "kernels": on_gpu and kernels.kernels_enabled(),
+                  "fast_cpu": not on_gpu and fast_cpu.fast_cpu_enabled(),
                   "threads": None if on_gpu else fast_cpu.num_threads(), "math": math_mode, "device": device,
                   "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts,
                   "profile": [{"op": op, "phase": phase, "ms": ms, "calls": calls}

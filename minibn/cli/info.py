@@ -77,11 +77,10 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output):
         for path, name, file_records in by_file:
             _print_table(path, name, file_records, hint_level)
     else:
-        extra = lambda path: {"file": path} if exercise else {}  # noqa: E731
         from minibn.exercises import EXERCISES
         hints = {name: exercise.hints[0] for name, exercise in EXERCISES.items()}
         text = (to_gradescope(records, hints) if output_format == "gradescope"
-                else "[" + ",".join(to_json(r, extra(p))[1:-1] for p, _, r in by_file if r) + "]")
+                else to_json([(path if exercise else None, record) for path, _, rs in by_file for record in rs]))
         if output:
             Path(output).parent.mkdir(parents=True, exist_ok=True)
             Path(output).write_text(text + "\n")

@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import numpy as np
-
 from minibn.fast_cpu import buffers
-from minibn.fast_cpu.conv import scratch
 from minibn.fast_cpu.layout import FlatLayout
 from minibn.fast_cpu.threads import in_parallel, split
 from minibn.tensor import Context, Function
@@ -101,9 +98,11 @@ class BatchNormFlat(Function):
             rows = _rows(channels, part, parts)
             shape = (rows.stop - rows.start, length)
             if out is not None:
-                np.multiply(g[rows], np.greater(out[rows], 0, out=scratch("positive", shape, bool)), out=ge[rows])
+                positive = np.greater(out[rows], 0, out=buffers.scratch("positive", shape, bool))
+                np.multiply(g[rows], positive, out=ge[rows])
             dbeta[rows] = ge[rows] @ ones
-            centered = np.subtract(x[rows], mean[rows, None].astype(x.dtype), out=scratch("centered", shape, x.dtype))
+            centered = np.subtract(x[rows], mean[rows, None].astype(x.dtype),
+                                   out=buffers.scratch("centered", shape, x.dtype))
             dgamma[rows] = np.einsum("ij,ij->i", ge[rows], centered) * inv_std[rows]
             if not needs_x:
                 return

@@ -15,12 +15,14 @@ keep arrays: its batches are large, and their memory is better given back.
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
 from minibn.tensor import is_grad_enabled
 
 _storages: list[np.ndarray] = []  # 1-D uint8 arrays; handed out as views
+_scratch = threading.local()  # each thread's own work arrays, by name
 
 
 def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -50,3 +52,14 @@ def zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
 def release() -> None:
     """Forget every kept array (their memory goes back once no one uses them)."""
     _storages.clear()
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A contiguous work array owned by the calling thread, reused from call to call: for what an op
+    needs only while it runs (a chunk's columns, a mask), never for what it returns."""
+    size = int(np.prod(shape))
+    buffer = getattr(_scratch, name, None)
+    if buffer is None or buffer.size < size or buffer.dtype != dtype:
+        buffer = np.empty(max(size, 1), dtype=dtype)
+        setattr(_scratch, name, buffer)
+    return buffer[:size].reshape(shape)

@@ -18,28 +18,15 @@ With cols = the gathered patches (C*k*k, P) and g = dL/dout (O, P), as in minibn
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from minibn.fast_cpu import buffers
+from minibn.fast_cpu.buffers import scratch
 from minibn.fast_cpu.layout import FlatLayout
 from minibn.fast_cpu.threads import in_parallel, num_threads, split
 from minibn.tensor import Context, Function
 
 CHUNK_BYTES = 2 << 20  # columns per chunk (tuned on a 2-core Xeon with 2 MiB of L2 per core)
-_scratch = threading.local()
-
-
-def scratch(name: str, shape: tuple[int, int], dtype) -> np.ndarray:
-    """A contiguous (rows, cols) work array owned by this thread, reused from call to call."""
-    size = shape[0] * shape[1]
-    buffer = getattr(_scratch, name, None)
-    if buffer is None or buffer.size < size or buffer.dtype != dtype:
-        buffer = np.empty(max(size, 1), dtype=dtype)
-        setattr(_scratch, name, buffer)
-    return buffer[:size].reshape(shape)
-
 
 def chunk_bounds(count: int, bytes_per_item: int) -> list[tuple[int, int]]:
     """Cut range(count) into chunks of about CHUNK_BYTES, as many as a multiple of the threads."""
@@ -151,7 +138,8 @@ def strided_window(flat: np.ndarray, layout: FlatLayout, first: int, images: int
     (first + n, stride*y + i - padding, stride*x + j - padding) of channel c (a pad when off the image)."""
     wp, image = layout.wp, layout.hp * layout.wp
     start = layout.margin + first * image - padding * wp - padding
-    return window(flat, start, (k, k, flat.shape[0], images, *out_hw), (wp, 1, flat.shape[1], image, stride * wp, stride))
+    return window(flat, start, (k, k, flat.shape[0], images, *out_hw),
+                  (wp, 1, flat.shape[1], image, stride * wp, stride))
 
 
 class ConvStridedFlat(Function):
@@ -207,7 +195,8 @@ class ConvStridedFlat(Function):
                 g_chunk = scratch("pixels", (w_mat.shape[0], (last - first) * out_hw[0] * out_hw[1]), g.dtype)
                 g_chunk.reshape(-1, last - first, *out_hw)[...] = g_pixels[:, first:last]
                 if needs_x:
-                    dcols = np.matmul(w_mat.T, g_chunk, out=scratch("cols", (w_mat.shape[1], g_chunk.shape[1]), g.dtype))
+                    dcols = np.matmul(w_mat.T, g_chunk,
+                                      out=scratch("cols", (w_mat.shape[1], g_chunk.shape[1]), g.dtype))
                     dcols = dcols.reshape(k, k, -1, last - first, *out_hw)
                     patches = strided_window(dx, layout, first, last - first, k, stride, padding, out_hw)
                     for i in range(k):  # one offset at a time: the offsets overlap where patches do

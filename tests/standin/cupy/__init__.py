@@ -298,7 +298,8 @@ def __getattr__(name):
     if callable(target) and not isinstance(target, type):
         def device_function(*args, **kwargs):
             where = f"cupy.{name}"
-            result = target(*_to_host_storage(args, where), **{k: _to_host_storage(v, where) for k, v in kwargs.items()})
+            result = target(*_to_host_storage(args, where),
+                            **{k: _to_host_storage(v, where) for k, v in kwargs.items()})
             if name in ("nonzero", "flatnonzero", "argwhere", "unique"):
                 _sync(f"cupy.{name}()")
             return _wrap(result)
