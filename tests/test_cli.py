@@ -54,3 +54,12 @@ def test_gradcheck_json_has_one_passing_record_per_checked_input():
     records = json.loads(result.stdout)
     assert result.exit_code == 0 and len(records) > 60 and all(r["passed"] for r in records)
     assert {"check", "input", "max_abs_err", "max_rel_err", "worst_index"} <= set(records[0])
+
+
+def test_a_bad_thread_count_is_a_usage_error(monkeypatch):
+    from minibn.fast_cpu import threads
+    monkeypatch.setattr(threads, "_num_threads", None)  # read the environment again
+    monkeypatch.setenv("MINIBN_THREADS", "two")
+    result = CliRunner().invoke(main, ["info", "--backend", "numpy"])
+    assert result.exit_code == 2 and "MINIBN_THREADS must be a whole number" in result.output
+    assert "Traceback" not in result.output

@@ -33,6 +33,11 @@ def select_backend(name: str | None, default: str = "auto") -> None:
 @click.version_option(minibn.__version__, prog_name="minibn")
 def main():
     """minibn: train ResNets on CIFAR-10 with NumPy or CuPy, and train only BatchNorm."""
+    from minibn.fast_cpu import threads
+    try:
+        threads.num_threads()
+    except ValueError as error:  # a bad MINIBN_THREADS: say so before any work starts
+        raise click.UsageError(str(error)) from None
 
 
 def check_depth(ctx, param, value):

@@ -25,12 +25,25 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-_num_threads = int(os.environ.get("MINIBN_THREADS") or 0) or _cores()
+def threads_from_environment() -> int:
+    """$MINIBN_THREADS, else the cores; a ValueError that says what is wrong with a bad value."""
+    value = os.environ.get("MINIBN_THREADS", "").strip()
+    if not value:
+        return _cores()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MINIBN_THREADS must be a whole number of threads, at least 1; got {value!r}")
+    return int(value)
+
+
+_num_threads: int | None = None  # read from the environment on first use
 _pool: ThreadPoolExecutor | None = None
 _blas = None  # threadpoolctl's controller, made on first use (it inspects the loaded libraries)
 
 
 def num_threads() -> int:
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = threads_from_environment()
     return _num_threads
 
 
@@ -39,7 +52,7 @@ def set_num_threads(threads: int) -> None:
     global _num_threads, _pool
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
-    if _pool is not None and threads != _num_threads:
+    if _pool is not None and threads != num_threads():
         _pool.shutdown()
         _pool = None
     _num_threads = threads
@@ -51,7 +64,7 @@ def in_parallel(work: Callable[[int, int], None]) -> None:
     The calling thread does part 0 itself. The first exception raised by any part is re-raised.
     """
     global _pool, _blas
-    parts = _num_threads
+    parts = num_threads()
     if _blas is None:
         from threadpoolctl import ThreadpoolController
         _blas = ThreadpoolController()
