@@ -39,6 +39,15 @@ def rel_error(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), 1e-12)))
 
 
+def compare(yours: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> tuple[float, float, int, bool]:
+    """(max abs error, max rel error, flat index of the worst element, passed) of ``yours`` against
+    ``expected``, two 1-D float arrays. An element passes if |yours - expected| <= atol + rtol |expected|."""
+    abs_err = np.abs(yours - expected)
+    rel_err = abs_err / np.maximum(np.abs(yours) + np.abs(expected), atol)  # tiny values: no 0/0
+    worst = int(np.argmax(abs_err - rtol * np.abs(expected)))
+    return float(abs_err.max()), float(rel_err.max()), worst, bool(np.all(abs_err <= atol + rtol * np.abs(expected)))
+
+
 def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6, atol: float = 1e-5,
               rtol: float = 1e-3, max_elements: int | None = None, seed: int = 0,
               names: Sequence[str] | None = None) -> list[GradcheckResult]:
@@ -88,12 +97,9 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
             t.data[index] = original
             numeric[k] = (plus - minus) / (2 * eps)
         picked = analytic.reshape(-1)[flat]
-        abs_err = np.abs(picked - numeric)
-        rel_err = abs_err / np.maximum(np.abs(picked) + np.abs(numeric), atol)  # tiny gradients: no 0/0
-        worst = int(np.argmax(abs_err - rtol * np.abs(numeric)))
+        max_abs, max_rel, worst, passed = compare(picked, numeric, atol, rtol)
         results.append(GradcheckResult(
-            name=name, shape=t.shape, max_abs_err=float(abs_err.max()), max_rel_err=float(rel_err.max()),
+            name=name, shape=t.shape, max_abs_err=max_abs, max_rel_err=max_rel,
             worst_index=tuple(int(i) for i in np.unravel_index(flat[worst], t.shape)),
-            analytic=float(picked[worst]), numeric=float(numeric[worst]), checked=len(flat),
-            passed=bool(np.all(abs_err <= atol + rtol * np.abs(numeric)))))
+            analytic=float(picked[worst]), numeric=float(numeric[worst]), checked=len(flat), passed=passed))
     return results

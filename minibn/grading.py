@@ -13,7 +13,7 @@ import numpy as np
 
 from minibn import backend
 from minibn.checks import Check, ValueCheck
-from minibn.gradcheck import gradcheck
+from minibn.gradcheck import compare, gradcheck
 
 NOT_WRITTEN = "not written yet"
 
@@ -43,8 +43,8 @@ class Record:
         """What is wrong, where and by how much, in one line."""
         if self.status == NOT_WRITTEN:
             return f"{self.check}: not written yet ({self.message})"
-        if self.status == "error":
-            return f"{self.check}: {self.message}"
+        if self.status == "error" or self.worst_index is None:  # an exception, or an array of the wrong shape
+            return f"{self.check}: {self.input + ': ' if self.input else ''}{self.message}"
         return (f"{self.check}: {self.input} is wrong at {tuple(self.worst_index)}: yours is {self.yours:.6g}, "
                 f"it should be {self.expected:.6g} (relative error {self.max_rel_err:.2g})")
 
@@ -65,19 +65,17 @@ def run_check(check: Check | ValueCheck, exercise: str = "") -> list[Record]:
 
 def _compare(exercise: str, check: str, name: str, yours, expected, rtol=1e-8, atol=1e-10) -> Record:
     """A value check's verdict: ``yours`` against ``expected``, elementwise."""
-    yours, expected = backend.to_host(yours), backend.to_host(expected)
-    if yours is None or np.shape(yours) != np.shape(expected):
-        return Record(exercise, check, name, "fail",
-                      message=f"shape {None if yours is None else np.shape(yours)}, expected {np.shape(expected)}")
-    yours, expected = np.asarray(yours, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    expected = np.asarray(backend.to_host(expected), dtype=np.float64)
+    if yours is None or tuple(yours.shape) != expected.shape:
+        shape = None if yours is None else tuple(yours.shape)
+        return Record(exercise, check, name, "fail", message=f"got shape {shape}, expected {expected.shape}")
+    yours = np.asarray(backend.to_host(yours), dtype=np.float64)
     if yours.size == 0:
         return Record(exercise, check, name, "pass", 0.0, 0.0)
-    abs_err = np.abs(yours - expected)
-    rel_err = abs_err / np.maximum(np.abs(yours) + np.abs(expected), atol)
-    worst = np.unravel_index(int(np.argmax(abs_err - rtol * np.abs(expected))), expected.shape)
-    passed = bool(np.all(abs_err <= atol + rtol * np.abs(expected)))
-    return Record(exercise, check, name, "pass" if passed else "fail", float(abs_err.max()), float(rel_err.max()),
-                  [int(i) for i in worst], float(yours[worst]), float(expected[worst]))
+    max_abs, max_rel, worst, passed = compare(yours.reshape(-1), expected.reshape(-1), atol, rtol)
+    worst_index = [int(i) for i in np.unravel_index(worst, expected.shape)]
+    return Record(exercise, check, name, "pass" if passed else "fail", max_abs, max_rel, worst_index,
+                  float(yours.reshape(-1)[worst]), float(expected.reshape(-1)[worst]))
 
 
 def failed_checks(records: list[Record]) -> int:

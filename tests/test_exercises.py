@@ -155,3 +155,13 @@ def test_file_without_exercise_name_is_a_clear_error(tmp_path):
     path.write_text("x = 1\n")
     result = grade(path)
     assert result.exit_code == 1 and "must set EXERCISE" in result.output
+
+
+def test_an_array_of_the_wrong_shape_is_reported_not_a_crash(tmp_path):
+    wrong = tmp_path / "ex_im2col.py"
+    wrong.write_text('EXERCISE = "im2col"\nimport numpy as np\n\n\ndef im2col(x, kh, kw, stride, padding):\n'
+                     '    return np.zeros((1, 2))\n')
+    for options in ([], ["--format", "gradescope"]):
+        result = grade(wrong, *options)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "got shape (1, 2), expected (3, 3, 3, 2, 5, 5)" in result.output

@@ -31,7 +31,8 @@ def thread_count(request):
 
 
 def pads_are_zero(flat, layout):
-    return not np.any(flat * (1 - layout.pixel_mask(flat.dtype)))
+    """Keeping only the pixels (and zeroing everything else) changes nothing."""
+    return np.array_equal(flat, to_flat(from_flat(flat, layout), layout))
 
 
 def both_ways(flat_op, textbook_op, inputs, upstream):

@@ -54,8 +54,8 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     if on_gpu:
         fast = " + kernels" if kernels.kernels_enabled() else ""
     else:
-        threads = fast_cpu.num_threads()
-        fast = (f" (fast CPU path, {threads} thread{'s' if threads > 1 else ''})" if fast_cpu.fast_cpu_enabled()
+        count = fast_cpu.num_threads()
+        fast = (f" (fast CPU path, {count} thread{'s' if count > 1 else ''})" if fast_cpu.fast_cpu_enabled()
                 else " (textbook ops)")
     math_line = ("TF32 matmuls (and TF32 cuDNN convolutions in PyTorch)" if math_mode == "tf32"
                  else "FP32 everywhere (TF32 off in cuBLAS and cuDNN)" if on_gpu else "FP32")

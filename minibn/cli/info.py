@@ -68,17 +68,15 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output):
     from minibn.grading import failed_checks, run_check, to_gradescope, to_json
     select_backend(backend_name)
     graded = _exercise_checks(exercise, seed) if exercise else [("", "", _library_checks(seed))]
-    records, by_file = [], []
-    for path, name, checks in graded:
-        file_records = [record for check in checks for record in run_check(check, name)]
-        records += file_records
-        by_file.append((path, name, file_records))
+    by_file = [(path, name, [record for check in checks for record in run_check(check, name)])
+               for path, name, checks in graded]
+    records = [record for _, _, file_records in by_file for record in file_records]
     if output_format == "table":
         for path, name, file_records in by_file:
             _print_table(path, name, file_records, hint_level)
     else:
         from minibn.exercises import EXERCISES
-        hints = {name: exercise.hints[0] for name, exercise in EXERCISES.items()}
+        hints = {name: definition.hints[0] for name, definition in EXERCISES.items()}
         text = (to_gradescope(records, hints) if output_format == "gradescope"
                 else to_json([(path if exercise else None, record) for path, _, rs in by_file for record in rs]))
         if output:
@@ -138,8 +136,9 @@ def _print_table(path: str, name: str, records, hint_level: int) -> None:
         return
     console.print(f"[red]{escape(failed[0].sentence())}[/red]")
     hints = EXERCISES[name].hints
-    level = 1 if all(r.status == NOT_WRITTEN for r in failed) else hint_level  # not started: the first hint only
+    not_started = all(r.status == NOT_WRITTEN for r in failed)
+    level = 1 if not_started else hint_level  # not started yet: the first hint only
     for number in range(1, level + 1):
         console.print(f"[yellow]hint {number} of 3:[/yellow] {escape(hints[number - 1])}")
-    if level < 3 and not all(r.status == NOT_WRITTEN for r in failed):
+    if level < 3 and not not_started:
         console.print(f"more: minibn gradcheck {path} --hint {level + 1}")

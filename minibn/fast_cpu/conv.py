@@ -28,6 +28,7 @@ from minibn.tensor import Context, Function
 
 CHUNK_BYTES = 2 << 20  # columns per chunk (tuned on a 2-core Xeon with 2 MiB of L2 per core)
 
+
 def chunk_bounds(count: int, bytes_per_item: int) -> list[tuple[int, int]]:
     """Cut range(count) into chunks of about CHUNK_BYTES, as many as a multiple of the threads."""
     parts = num_threads()
@@ -114,8 +115,7 @@ class Conv3x3Flat(Function):
 
     @staticmethod
     def forward(ctx: Context, x, weight, layout: FlatLayout):
-        needs_x, needs_w = ctx.needs_input_grad
-        ctx.save_for_backward(x if needs_w else None, weight)
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight)  # x only for dW
         ctx.layout = layout
         return conv3x3_flat(x, _by_offset(weight), layout)
 
@@ -124,8 +124,8 @@ class Conv3x3Flat(Function):
         x, weight = ctx.saved
         dx = dw = None
         if ctx.needs_input_grad[0]:
-            flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 2, 3, 0).reshape(weight.shape[1], -1))
-            dx = conv3x3_flat(g, flipped, ctx.layout)
+            flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, 3, 3): W[o, c, 2-i, 2-j]
+            dx = conv3x3_flat(g, _by_offset(flipped), ctx.layout)
         if ctx.needs_input_grad[1]:
             dw = weight_grad_3x3(g, x, ctx.layout, weight.shape)
         return dx, dw
@@ -154,8 +154,7 @@ class ConvStridedFlat(Function):
 
     @staticmethod
     def forward(ctx: Context, x, weight, layout: FlatLayout, out_layout: FlatLayout, stride: int, padding: int):
-        needs_x, needs_w = ctx.needs_input_grad
-        ctx.save_for_backward(x if needs_w else None, weight)
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight)  # x only for dW
         ctx.geometry = layout, out_layout, stride, padding
         w_mat = _by_offset(weight)
         out = out_layout.empty(weight.shape[0], x.dtype)

@@ -26,7 +26,6 @@ finding zeros there. Zero pads also let BatchNorm sum over every position of a r
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,18 +88,6 @@ class FlatLayout:
         flat[:, :self.margin] = 0
         flat[:, self.margin + self.positions:] = 0
         return flat
-
-    def pixel_mask(self, dtype) -> np.ndarray:
-        """(length,): 1 at real pixels, 0 at pads and margins. Multiplying by it zeroes the pads."""
-        return _pixel_mask(self, np.dtype(dtype))
-
-
-@functools.lru_cache(maxsize=64)
-def _pixel_mask(layout: FlatLayout, dtype: np.dtype) -> np.ndarray:
-    mask = np.zeros((1, layout.length), dtype=dtype)
-    layout.pixels(mask)[...] = 1
-    mask.flags.writeable = False  # shared by every op on this layout
-    return mask[0]
 
 
 def to_flat(images: np.ndarray, layout: FlatLayout) -> np.ndarray:

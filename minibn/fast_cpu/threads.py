@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 
-
 def _cores() -> int:
     """The cores this process may run on (a container may allow fewer than the machine has)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
