@@ -7,13 +7,34 @@ from __future__ import annotations
 import os
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 import minibn
 from minibn import backend
 from minibn.models import valid_depths
 
-console = Console(highlight=False)
+
+
+class _Console(Console):
+    """rich's Console, except that in a log, a pipe or a test (standard output is no terminal) it wraps no line.
+
+    rich wraps at $COLUMNS, or 80, wherever it writes: a log of `minibn train` then splits an epoch's line
+    mid-number, and a long path splits words that scripts and tests look for. Tables are as wide as their
+    contents need, and never wider than this.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        isatty = getattr(self.file, "isatty", None)
+        return size if self.is_jupyter or (isatty is not None and isatty()) else ConsoleDimensions(10_000, size.height)
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console(highlight=False)
 
 backend_option = click.option(  # passed as backend_name: `backend` is the module
     "--backend", "backend_name", type=click.Choice(backend.BACKENDS), default=None,
