@@ -193,7 +193,7 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
             console.print(f"epoch {record['epoch']:>3}/{config.epochs}  lr {record['lr']:.4g}  "
                           f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%}  "
                           f"test loss {test_loss:.4f} acc {test_acc:.2%}  {progress.seconds:.1f}s "
-                          f"({record['images_per_s']:.0f} img/s)")
+                          f"({record['images_per_s']:.0f} img/s)", soft_wrap=True)  # one line, even in a log
             progress = Progress(epoch=progress.epoch + 1, global_step=progress.global_step)
             save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc)
     except KeyboardInterrupt:  # in training, evaluation or saving: progress says exactly where we are
@@ -215,7 +215,8 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
     seen = 0  # images of this epoch since this process started it (or resumed it)
     start = time.perf_counter()
     bar = Bar(TextColumn(f"epoch {progress.epoch + 1}/{config.epochs}"), BarColumn(), MofNCompleteColumn(),
-              TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console, transient=True)
+              TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console, transient=True,
+              disable=not console.is_terminal)  # in a log or a pipe it would only leave blank lines
 
     def sync_progress():
         """Fold the device sums into ``progress`` and check that the loss is finite.
