@@ -51,10 +51,11 @@ def grade_file(path: str, seed: int, backend_name: str, timeout: float = DEFAULT
         minibn_root = str(Path(__file__).resolve().parents[1])  # the child imports this very minibn
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (minibn_root, os.environ.get("PYTHONPATH"))
                                                           if p)}
+        # cwd: the temporary folder, as -m puts it first on sys.path (a student's numpy.py must not shadow NumPy)
         child = subprocess.Popen(
             [sys.executable, "-m", "minibn.submission", str(Path(path).resolve()), str(results), str(seed),
              backend_name], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            cwd=Path(path).resolve().parent, env=env, start_new_session=True)  # its own group: killed as one
+            cwd=folder, env=env, start_new_session=True)  # its own process group: killed as one
         output = _OutputKeeper(child.stdout)
         output.start()
         timed_out = False
@@ -71,14 +72,14 @@ def grade_file(path: str, seed: int, backend_name: str, timeout: float = DEFAULT
     for line in lines:
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by the time limit
-        if entry == _DONE:
-            finished = True
-        elif isinstance(entry, dict) and "exercise" in entry:
-            exercise = entry["exercise"]
-        elif isinstance(entry, list):
-            records += [Record(**fields) for fields in entry]
+            if entry == _DONE:
+                finished = True
+            elif isinstance(entry, dict):
+                exercise = str(entry["exercise"])
+            else:
+                records += [Record(**fields) for fields in entry]
+        except (ValueError, TypeError, KeyError):
+            continue  # a line torn by the time limit (or written by the file itself)
     problem = None
     if timed_out:
         problem = (f"stopped after {timeout:g} s, the time limit (--timeout): an endless loop, or far too slow; "
