@@ -238,3 +238,10 @@ def test_a_folder_with_a_loop_an_import_error_a_flood_and_a_good_file_grades_all
     tests = {t["name"]: t for t in json.loads(out.read_text())["tests"]}  # one test per check, over the files
     assert {name: t["status"] for name, t in tests.items()} == {"relu: relu": "passed", "relu: ex_relu.py": "failed"}
     assert "stopped after" in tests["relu: ex_relu.py"]["output"] and "a_module" in tests["relu: ex_relu.py"]["output"]
+
+
+def test_a_students_own_numpy_py_does_not_shadow_numpy(tmp_path):
+    (tmp_path / "numpy.py").write_text("raise ImportError('the wrong numpy')\n")
+    (tmp_path / "ex_relu.py").write_text(solution_text("ex_relu"))
+    result = grade(tmp_path / "ex_relu.py")
+    assert result.exit_code == 0, result.output
