@@ -94,7 +94,8 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, t
     if failed or not records:
         raise click.ClickException(f"{failed} check(s) FAILED" if records else "no check ran")
     if output_format == "table":
-        console.print(f"[green]all {len({(r.exercise, r.check) for r in records})} checks passed[/green]")
+        checks = sum(len({(r.exercise, r.check) for r in file.records}) for file in graded)
+        console.print(f"[green]all {checks} checks passed[/green]")
 
 
 def _library_checks(seed):
