@@ -178,8 +178,9 @@ def test_a_batchnorm_backward_that_scales_g_in_place_fails(tmp_path):
     """``g *= gamma`` first makes dgamma and dbeta wrong by a factor gamma, and dx too; it passed when the
     finite differences used the same, scaled, array."""
     wrong = tmp_path / "ex_batchnorm.py"
+    first_line = "        m = g.size // g.shape[1]\n"
     wrong.write_text(solution_text("ex_batchnorm").replace(
-        "        m = g.size // g.shape[1]\n", "        m = g.size // g.shape[1]\n        g *= gamma.reshape(1, -1, 1, 1)\n"))
+        first_line, first_line + "        g *= gamma.reshape(1, -1, 1, 1)\n"))
     result = grade(wrong)
     assert result.exit_code == 1 and "PASS" not in result.output
     assert "BatchNorm.backward wrote into" in result.output and "residual add" in result.output
@@ -212,10 +213,11 @@ def test_a_folder_with_a_loop_an_import_error_a_flood_and_a_good_file_grades_all
     files = {
         "loop": 'EXERCISE = "relu"\nwhile True:\n    pass\n',
         "import_error": 'EXERCISE = "relu"\nimport a_module_that_is_not_there\n',
-        "flood": solution_text("ex_relu").replace(  # 1.5 MB of printing, on standard output and error
-            "        return g * (x > 0)", "        for i in range(20_000):\n"
-                                         "            print('{\"score\": 100}', i, file=(sys.stdout, sys.stderr)[i % 2])\n"
-                                         "        return g * (x > 0)"),
+        "flood": solution_text("ex_relu").replace(  # 20,000 lines of printing, on standard output and error
+            "        return g * (x > 0)",
+            "        for i in range(20_000):\n"
+            "            print('{\"score\": 100}', i, file=(sys.stdout, sys.stderr)[i % 2])\n"
+            "        return g * (x > 0)"),
         "good": solution_text("ex_relu"),
     }
     for student, text in files.items():

@@ -51,7 +51,8 @@ def test_gradcheck_lines_are_whole_at_any_width(tmp_path):
     wrong = tmp_path / LONG / "ex_linear.py"
     wrong.parent.mkdir()
     wrong.write_text((ROOT / "lessons" / "exercises" / "ex_linear.py").read_text().replace(
-        '        raise NotImplementedError("write Linear.backward")', "        return g @ weight, g.T @ x * 2, g.sum(0)"))
+        '        raise NotImplementedError("write Linear.backward")',
+        "        return g @ weight, g.T @ x * 2, g.sum(0)"))
     for columns in ("40", "300"):
         result = CliRunner().invoke(main, ["gradcheck", str(wrong), "--backend", BACKEND], env={"COLUMNS": columns})
         lines = result.output.splitlines()

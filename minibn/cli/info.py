@@ -120,7 +120,8 @@ def _print_table(file, hint_level: int) -> None:
     from minibn.grading import NOT_WRITTEN
     path, name, records = file.path, file.exercise if file.exercise in EXERCISES else "", file.records
     title = f"{path}: {EXERCISES[name].title}" if name else (path or "minibn's ops and layers")
-    console.print(f"[bold]gradcheck on {backend.backend_name()} (float64): {escape(title)}[/bold]")  # whole, however long
+    # the title on a line of its own, not the table's: a table wraps its title to the table's width
+    console.print(f"[bold]gradcheck on {backend.backend_name()} (float64): {escape(title)}[/bold]")
     table = Table()
     for column in ("check", "input", "max abs err", "max rel err", "result"):
         table.add_column(column, justify="right" if "err" in column else "left")
