@@ -1,8 +1,9 @@
 """Training a CIFAR ResNet: the loop, evaluation, logs and checkpoints that survive interruptions.
 
 A run lives in one folder: config.json (what was asked), metrics.jsonl (one line
-per epoch), checkpoint.npz (everything needed to continue, written atomically
-after every epoch and on Ctrl-C) and summary.json at the end.
+per epoch), checkpoint.npz (everything needed to continue, written after every
+epoch and on Ctrl-C) and summary.json at the end. Every file is written atomically,
+and one process at a time writes a folder (minibn.runs).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,12 @@ from minibn import backend
 from minibn import functional as F
 from minibn.analysis import fraction_below, gamma_by_stage
 from minibn.data import Cifar10, CifarLoader
-from minibn.models import cifar_resnet, set_trainable
+from minibn.files import remove_stale_temporaries
+from minibn.models import MODES, cifar_resnet, set_trainable
 from minibn.nn import Module, load, save
-from minibn.optim import SGD, learning_rate
+from minibn.optim import SCHEDULES, SGD, learning_rate
+from minibn.runs import (RunFolderError, append_record, differences, read_config, read_records, run_folder_lock,
+                         write_json, write_records)
 from minibn.tensor import no_grad
 
 LOG_EVERY = 20  # steps between the progress updates (the only times the loop waits for the GPU)
@@ -46,6 +50,25 @@ class TrainConfig:
     eval_batch_size: int = 1000
 
 
+def check_config(config: TrainConfig) -> None:
+    """ValueError naming the first field that no run can have (a checkpoint's metadata is data, not code)."""
+    kinds = {"int": int, "float": (int, float), "str": str, "int | None": (int, type(None))}
+    for field in fields(TrainConfig):
+        value = getattr(config, field.name)
+        if isinstance(value, bool) or not isinstance(value, kinds[field.type]) \
+                or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"{field.name} {value!r} is not a finite {field.type}")
+    wrong = {"depth": config.depth not in range(8, 10_001, 6), "width": config.width < 1, "train": config.train not in MODES,
+             "epochs": config.epochs < 1, "batch_size": config.batch_size < 2, "lr": config.lr <= 0,
+             "momentum": not 0 <= config.momentum < 1, "weight_decay": config.weight_decay < 0,
+             "schedule": config.schedule not in SCHEDULES, "warmup_epochs": config.warmup_epochs < 0,
+             "data": config.data not in ("auto", "cifar10", "sample"), "subset": (config.subset or 2) < 2,
+             "test_subset": (config.test_subset or 1) < 1, "eval_batch_size": config.eval_batch_size < 1}
+    for name, is_wrong in wrong.items():
+        if is_wrong:
+            raise ValueError(f"{name} {getattr(config, name)!r} is out of range")
+
+
 class TrainingStopped(Exception):
     """The run stopped early (NaN loss); the message says why and which checkpoint is kept."""
 
@@ -68,14 +91,20 @@ class Progress:
 
 # ---- checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(path: Path, model: Module, optimizer: SGD, config: TrainConfig, progress: Progress,
-                    best_acc: float) -> None:
-    """Model (with BN buffers and mask), optimizer state and progress in one .npz, written atomically."""
+                    best_acc: float, lr_changes: list | None = None) -> None:
+    """Model (with BN buffers and mask), optimizer state and progress in one .npz, written atomically.
+
+    RunFolderError if it cannot be written (full disk, permissions): the old checkpoint stays whole.
+    """
     meta = {"config": asdict(config), "progress": asdict(progress), "best_test_acc": best_acc,
-            "rng": {"kind": "numpy default_rng([seed, epoch])", "seed": config.seed}}
+            "lr_changes": lr_changes or [], "rng": {"kind": "numpy default_rng([seed, epoch])", "seed": config.seed}}
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
     arrays["meta"] = np.array(json.dumps(meta))
-    save(arrays, str(path))
+    try:
+        save(arrays, str(path))
+    except OSError as error:
+        raise RunFolderError(f"could not write {path} ({error.strerror})") from None
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
@@ -83,7 +112,12 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
     try:
         arrays = load(str(path))
         meta = json.loads(str(arrays.pop("meta")))
-        TrainConfig(**meta["config"]), Progress(**meta["progress"])
+        check_config(TrainConfig(**meta["config"]))
+        progress = Progress(**meta["progress"])
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                   for v in (*asdict(progress).values(), meta["best_test_acc"])) \
+                or not all(isinstance(v, int) for v in (progress.epoch, progress.step_in_epoch, progress.global_step)):
+            raise ValueError(f"progress {meta['progress']} is not a run's progress")
     except FileNotFoundError:
         raise ValueError(f"no checkpoint at {path}") from None
     except Exception as error:
@@ -93,16 +127,38 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
     return meta, model_state, optim_state
 
 
+def read_run_checkpoint(out: Path) -> tuple[dict, dict, dict]:
+    """read_checkpoint of ``out``/checkpoint.npz, refusing one whose config is not that of ``out``/config.json."""
+    checkpoint = out / "checkpoint.npz"
+    meta, model_state, optim_state = read_checkpoint(checkpoint)
+    if other := differences(read_config(out), meta["config"], ignore=("lr",)):  # lr: a resume may change it
+        raise ValueError(f"{checkpoint} is not the checkpoint of the run in {out}: it has "
+                         f"{', '.join(f'{k} {mine}' for k, _, mine in other)} where config.json has "
+                         f"{', '.join(f'{k} {theirs}' for k, theirs, _ in other)}; put back this run's "
+                         f"checkpoint, or start a new run in another folder")
+    return meta, model_state, optim_state
+
+
 def model_from_checkpoint(path: Path) -> tuple[Module, dict]:
     meta, model_state, _ = read_checkpoint(path)
     config = TrainConfig(**meta["config"])
     model = cifar_resnet(config.depth, config.width, seed=config.seed)
     set_trainable(model, config.train, seed=config.seed)
+    restore(path, config, model, model_state)
+    return model, meta
+
+
+def restore(path: Path, config: TrainConfig, model: Module, model_state: dict, optimizer: SGD | None = None,
+            optim_state: dict | None = None) -> None:
+    """Load a checkpoint's arrays into the model (and optimizer); ValueError naming the file if they do not fit."""
     try:
         model.load_state_dict(model_state)
+        if optimizer is not None:
+            optimizer.load_state_dict(optim_state)
     except (KeyError, ValueError) as error:
-        raise ValueError(f"{path} does not fit a ResNet-{config.depth}: {error}") from None
-    return model, meta
+        raise ValueError(f"{path} does not fit the ResNet-{config.depth} (width {config.width}, training "
+                         f"{config.train}) its metadata describes: {error.args[0]}; the file is damaged or "
+                         f"was edited") from None
 
 
 # ---- the loop --------------------------------------------------------------------------------------
@@ -145,32 +201,41 @@ def train_step(model: Module, optimizer: SGD, images, labels, lr: float):
 
 
 def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, console=None) -> dict:
-    """Train (or continue training) as ``config`` says, writing the run folder ``out``. Returns the summary."""
+    """Train (or continue training) as ``config`` says, writing the run folder ``out``. Returns the summary.
+
+    ``out`` is locked for the whole run (RunFolderError if another process writes it). To resume, ``config``
+    must be the checkpoint's, except ``lr``: a new learning rate applies from here on and is recorded.
+    """
     from rich.console import Console
     console = console or Console(highlight=False)
-    out.mkdir(parents=True, exist_ok=True)
+    check_config(config)
+    with run_folder_lock(out):
+        return _run(config, data, out, resume, console)
+
+
+def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -> dict:
     checkpoint = out / "checkpoint.npz"
-    data = data.subset(config.subset, config.test_subset)
+    for name in remove_stale_temporaries(out):
+        console.print(f"removed {out / name}, left by a save that was cut short")
+    data = _subset(data, config, console)
     train_loader = CifarLoader(data.x_train, data.y_train, config.batch_size, train=True, seed=config.seed)
     test_loader = CifarLoader(data.x_test, data.y_test, config.eval_batch_size, train=False)
+    data_used = {"data_source": data.source, "train_images": train_loader.num_images,
+                 "test_images": test_loader.num_images}
 
     model = cifar_resnet(config.depth, config.width, seed=config.seed)
     trainable = set_trainable(model, config.train, seed=config.seed)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    progress, best_acc = Progress(), 0.0
+    progress, best_acc, lr_changes, last_saved = Progress(), 0.0, [], None
     if resume:
-        meta, model_state, optim_state = read_checkpoint(checkpoint)
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optim_state)
-        progress, best_acc = Progress(**meta["progress"]), meta["best_test_acc"]
-        _drop_records_after(out / "metrics.jsonl", progress.epoch)  # a kill between log and checkpoint
-        console.print(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
+        progress, best_acc, lr_changes = _resume(checkpoint, config, model, optimizer, data_used, len(train_loader),
+                                                 console)
+        last_saved = progress
     else:
-        (out / "metrics.jsonl").write_text("")
-    (out / "config.json").write_text(json.dumps({**asdict(config), "trainable_parameters": trainable,
-                                                 "backend": backend.backend_name(), "data_source": data.source,
-                                                 "train_images": train_loader.num_images,
-                                                 "test_images": test_loader.num_images}, indent=2) + "\n")
+        write_records(out / "metrics.jsonl", [])
+        (out / "summary.json").unlink(missing_ok=True)  # from a run that this one replaces
+    write_json(out / "config.json", {**asdict(config), "lr_changes": lr_changes, "trainable_parameters": trainable,
+                                     "backend": backend.backend_name(), **data_used})
     steps_per_epoch = len(train_loader)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)
@@ -188,18 +253,28 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
                       "test_loss": test_loss, "test_acc": test_acc, "seconds": progress.seconds,
                       "images_per_s": progress.seen / max(progress.seconds, 1e-9),
                       "gamma_below": gamma_fractions(model)}  # how many channels BatchNorm switched off so far
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_record(out / "metrics.jsonl", record)
             console.print(f"epoch {record['epoch']:>3}/{config.epochs}  lr {record['lr']:.4g}  "
                           f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%}  "
                           f"test loss {test_loss:.4f} acc {test_acc:.2%}  {progress.seconds:.1f}s "
                           f"({record['images_per_s']:.0f} img/s)")
             progress = Progress(epoch=progress.epoch + 1, global_step=progress.global_step)
-            save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc)
+            save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc, lr_changes)
+            last_saved = progress
     except KeyboardInterrupt:  # in training, evaluation or saving: progress says exactly where we are
-        save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc)
+        try:
+            save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc, lr_changes)
+        except RunFolderError as error:
+            raise RunFolderError(f"interrupted, and {error}; {_kept(last_saved, out)}") from None
         raise Interrupted(f"interrupted in epoch {progress.epoch + 1} at step {progress.step_in_epoch}; "
                           f"checkpoint saved to {checkpoint}; continue with --resume") from None
+    except RunFolderError as error:
+        raise RunFolderError(f"{error}; {_kept(last_saved, out)}") from None
+    except TrainingStopped as error:
+        smaller = f"--lr {config.lr / 10:g}"
+        advice = (f"start again with a smaller learning rate ({smaller})" if last_saved is None else
+                  f"continue it with a smaller learning rate: minibn train --resume --out {out} {smaller}")
+        raise TrainingStopped(f"{error}; {_kept(last_saved, out, advice)}") from None
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
@@ -225,9 +300,8 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
         nonlocal loss_sum, correct, seen, start
         loss_total, correct_total = read_sums(loss_sum, correct)
         if not math.isfinite(loss_total):
-            raise TrainingStopped(
-                f"the loss became {loss_total} in epoch {progress.epoch + 1} near step {progress.step_in_epoch}; "
-                f"the last good checkpoint ({checkpoint}) is kept; try a smaller --lr")
+            raise TrainingStopped(f"the loss became {loss_total} in epoch {progress.epoch + 1} "
+                                  f"near step {progress.step_in_epoch}")
         progress.loss_sum += loss_total
         progress.correct += correct_total
         progress.seen += seen
@@ -257,11 +331,73 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
             raise
 
 
-def _drop_records_after(metrics: Path, epoch: int) -> None:
-    """Keep only the log lines of epochs the checkpoint has (a run killed in between logged one more)."""
-    lines = metrics.read_text().splitlines() if metrics.exists() else []
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
-    metrics.write_text("".join(line + "\n" for line in kept))
+def _subset(data: Cifar10, config: TrainConfig, console) -> Cifar10:
+    """The first --subset training and --test-subset test images, saying so if there are fewer."""
+    for option, asked, have, which in (("--subset", config.subset, len(data.x_train), "training"),
+                                       ("--test-subset", config.test_subset, len(data.x_test), "test")):
+        if asked is not None and asked > have:
+            console.print(f"{option} {asked} is more than the {have} {which} images of {data.source}: "
+                          f"using all {have}")
+    return data.subset(config.subset, config.test_subset)
+
+
+def _resume(checkpoint: Path, config: TrainConfig, model: Module, optimizer: SGD, data_used: dict,
+            steps_per_epoch: int, console) -> tuple[Progress, float, list]:
+    """Load the checkpoint of the run in ``checkpoint.parent``, refusing one that is not this run's."""
+    out = checkpoint.parent
+    meta, model_state, optim_state = read_run_checkpoint(out)
+    saved, folder = TrainConfig(**meta["config"]), read_config(out)
+    if other := differences(asdict(saved), asdict(config), ignore=("lr", "eval_batch_size")):
+        raise ValueError(f"{out} holds a run with {', '.join(f'{k} {theirs}' for k, theirs, _ in other)}, "
+                         f"not {', '.join(f'{k} {mine}' for k, _, mine in other)}; resume it with its own "
+                         f"options, or choose another folder")
+    if folder and not _same_data(folder, data_used):
+        raise ValueError(f"{out} was trained on {folder.get('train_images')} training and "
+                         f"{folder.get('test_images')} test images of {folder.get('data_source')}, but this data "
+                         f"gives {data_used['train_images']} and {data_used['test_images']} of "
+                         f"{data_used['data_source']}; pass the run's own data (--data, --data-dir)")
+    progress = Progress(**meta["progress"])
+    if progress.epoch > saved.epochs or progress.step_in_epoch > steps_per_epoch:
+        raise ValueError(f"{checkpoint}: its progress (epoch {progress.epoch}, step {progress.step_in_epoch}) "
+                         f"does not fit {saved.epochs} epochs of {steps_per_epoch} steps; the file was edited")
+    restore(checkpoint, saved, model, model_state, optimizer, optim_state)
+    lr_changes = list(meta.get("lr_changes", []))
+    if config.lr != saved.lr:
+        lr_changes.append({"epoch": progress.epoch + 1, "step": progress.step_in_epoch, "from": saved.lr,
+                           "to": config.lr})
+        console.print(f"learning rate {saved.lr:g} -> {config.lr:g} from here on (recorded in config.json)")
+    _repair_log(out / "metrics.jsonl", progress.epoch, console)
+    console.print(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
+    return progress, meta["best_test_acc"], lr_changes
+
+
+def _same_data(saved: dict, used: dict) -> bool:
+    """Same image counts, and the bundled sample in both or in neither (a data folder may have moved)."""
+    def is_sample(info):
+        return str(info.get("data_source", "")).startswith("bundled sample")
+    return all(saved.get(k, used[k]) == used[k] for k in ("train_images", "test_images")) \
+        and is_sample(saved) == is_sample(used)
+
+
+def _repair_log(metrics: Path, epoch: int, console) -> None:
+    """Keep only the log lines of epochs the checkpoint has (a run killed in between logged one more),
+    and drop a torn last line, saying so."""
+    records, torn = read_records(metrics) if metrics.exists() else ([], False)
+    kept = [r for r in records if r["epoch"] <= epoch]
+    if torn:
+        console.print(f"{metrics}: removed a torn last line (a write that was cut short)")
+    if torn or kept != records or not metrics.exists():
+        write_records(metrics, kept)
+
+
+def _kept(last_saved: Progress | None, out: Path, advice: str | None = None) -> str:
+    """What is left of the run after an error, and what to do next."""
+    if last_saved is None:
+        return f"no checkpoint was saved yet; {advice or 'fix the cause, then start the run again'}"
+    where = (f"after epoch {last_saved.epoch}" if last_saved.step_in_epoch == 0 else
+             f"in epoch {last_saved.epoch + 1} at step {last_saved.step_in_epoch}")
+    return (f"the last good checkpoint ({out / 'checkpoint.npz'}, {where}) is kept; "
+            f"{advice or f'fix the cause (disk space, permissions), then: minibn train --resume --out {out}'}")
 
 
 def _raise_keyboard_interrupt_on_sigterm():
@@ -275,10 +411,12 @@ def _raise_keyboard_interrupt_on_sigterm():
 
 
 def _summary(out: Path, model: Module, config: TrainConfig, trainable: int) -> dict:
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records, _ = read_records(out / "metrics.jsonl")
+    if not records:
+        raise ValueError(f"{out / 'metrics.jsonl'} holds no epochs; start the run again")
     summary = {"best_test_acc": max(r["test_acc"] for r in records), "final_test_acc": records[-1]["test_acc"],
                "trainable_parameters": trainable, "gamma_below": gamma_fractions(model),
                "train_seconds": sum(r["seconds"] for r in records), "epochs": len(records),
                "depth": config.depth, "width": config.width, "train": config.train}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     return summary
