@@ -97,7 +97,8 @@ def _acquire(folder: Path, create: bool) -> tuple[int | None, bool]:
         probe.unlink()
     except OSError as error:
         _release(folder, fd, created)
-        raise RunFolderError(f"cannot write in the run folder {folder} ({error.strerror})") from None
+        raise RunFolderError(f"cannot write in the run folder {folder} ({error.strerror}); "
+                             f"fix its permissions or choose another --out") from None
     return fd, created
 
 

@@ -11,7 +11,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -216,7 +216,7 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
 def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -> dict:
     checkpoint = out / "checkpoint.npz"
     for name in remove_stale_temporaries(out):
-        console.print(f"removed {out / name}, left by a save that was cut short")
+        _notice(console, f"removed {out / name}, left by a save that was cut short")
     data = _subset(data, config, console)
     train_loader = CifarLoader(data.x_train, data.y_train, config.batch_size, train=True, seed=config.seed)
     test_loader = CifarLoader(data.x_test, data.y_test, config.eval_batch_size, train=False)
@@ -230,7 +230,7 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -
     if resume:
         progress, best_acc, lr_changes = _resume(checkpoint, config, model, optimizer, data_used, len(train_loader),
                                                  console)
-        last_saved = progress
+        last_saved = replace(progress)  # a copy: the loop updates progress in place
     else:
         write_records(out / "metrics.jsonl", [])
         (out / "summary.json").unlink(missing_ok=True)  # from a run that this one replaces
@@ -242,8 +242,7 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -
     previous_handler = _raise_keyboard_interrupt_on_sigterm()
     try:
         while progress.epoch < config.epochs:
-            _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console,
-                         checkpoint)
+            _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console)
             test_loss, test_acc = evaluate(model, test_loader)
             best_acc = max(best_acc, test_acc)
             record = {"epoch": progress.epoch + 1,
@@ -260,7 +259,8 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -
                           f"({record['images_per_s']:.0f} img/s)")
             progress = Progress(epoch=progress.epoch + 1, global_step=progress.global_step)
             save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc, lr_changes)
-            last_saved = progress
+            last_saved = replace(progress)
+        return _summary(out, model, config, trainable)
     except KeyboardInterrupt:  # in training, evaluation or saving: progress says exactly where we are
         try:
             save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc, lr_changes)
@@ -278,11 +278,9 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
-    return _summary(out, model, config, trainable)
 
 
-def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console,
-                 checkpoint) -> None:
+def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console) -> None:
     """Run the rest of the current epoch, updating ``progress`` (also when Ctrl-C stops it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
     xp = backend.xp()
@@ -336,8 +334,8 @@ def _subset(data: Cifar10, config: TrainConfig, console) -> Cifar10:
     for option, asked, have, which in (("--subset", config.subset, len(data.x_train), "training"),
                                        ("--test-subset", config.test_subset, len(data.x_test), "test")):
         if asked is not None and asked > have:
-            console.print(f"{option} {asked} is more than the {have} {which} images of {data.source}: "
-                          f"using all {have}")
+            _notice(console, f"{option} {asked} is more than the {have} {which} images of {data.source}: "
+                             f"using all {have}")
     return data.subset(config.subset, config.test_subset)
 
 
@@ -363,9 +361,11 @@ def _resume(checkpoint: Path, config: TrainConfig, model: Module, optimizer: SGD
     restore(checkpoint, saved, model, model_state, optimizer, optim_state)
     lr_changes = list(meta.get("lr_changes", []))
     if config.lr != saved.lr:
+        if progress.epoch >= saved.epochs:
+            raise ValueError(f"{out} has finished its {saved.epochs} epochs: a new learning rate would change nothing")
         lr_changes.append({"epoch": progress.epoch + 1, "step": progress.step_in_epoch, "from": saved.lr,
                            "to": config.lr})
-        console.print(f"learning rate {saved.lr:g} -> {config.lr:g} from here on (recorded in config.json)")
+        _notice(console, f"learning rate {saved.lr:g} -> {config.lr:g} from here on (recorded in config.json)")
     _repair_log(out / "metrics.jsonl", progress.epoch, console)
     console.print(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
     return progress, meta["best_test_acc"], lr_changes
@@ -385,9 +385,14 @@ def _repair_log(metrics: Path, epoch: int, console) -> None:
     records, torn = read_records(metrics) if metrics.exists() else ([], False)
     kept = [r for r in records if r["epoch"] <= epoch]
     if torn:
-        console.print(f"{metrics}: removed a torn last line (a write that was cut short)")
+        _notice(console, f"{metrics}: removed a torn last line (a write that was cut short)")
     if torn or kept != records or not metrics.exists():
         write_records(metrics, kept)
+
+
+def _notice(console, text: str) -> None:
+    """One line, however long (paths are), and taken literally (a path may hold [brackets])."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 def _kept(last_saved: Progress | None, out: Path, advice: str | None = None) -> str:

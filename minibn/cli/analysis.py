@@ -22,11 +22,12 @@ def plot(backend_name, runs, out):
     from minibn.analysis import plot_curves
     select_backend(backend_name, default="numpy")  # plotting reads logs only; accepted for uniformity
     try:
-        path = plot_curves([Path(r) for r in runs], Path(out), notice=console.print)
+        path = plot_curves([Path(r) for r in runs], Path(out),
+                           notice=lambda text: console.print(text, soft_wrap=True, markup=False))
     except (FileNotFoundError, ValueError, KeyError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
-        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+        raise click.ClickException(f"cannot write {out}: {error.strerror}; pass another --out") from None
     console.print(f"saved {path}")
 
 
@@ -57,7 +58,10 @@ def analyze(backend_name, checkpoint, out):
     console.print(table)
     groups.pop("all")
     out = Path(out) if out else Path(checkpoint).with_name("gamma_histogram.png")
-    plot_gamma_histogram(groups, f"ResNet-{config['depth']} ({config['train']}): BatchNorm gamma", out)
+    try:
+        plot_gamma_histogram(groups, f"ResNet-{config['depth']} ({config['train']}): BatchNorm gamma", out)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error.strerror}; pass another --out") from None
     console.print(f"saved {out}")
 
 
