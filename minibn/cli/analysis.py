@@ -141,8 +141,9 @@ def refuse_other_settings(grid: dict) -> None:
         if not ((folder / "checkpoint.npz").exists() or (folder / "summary.json").exists()):
             continue  # nothing to keep: the run starts afresh
         saved = read_config(folder)
-        if saved.get("lr_changes"):  # `train --resume --lr` lowered it: the run was started with the first
-            saved["lr"] = saved["lr_changes"][0]["from"]
+        first_change = (saved.get("lr_changes") or [{}])[0]  # after `train --resume --lr`: compare the first lr
+        if isinstance(first_change, dict) and "from" in first_change:
+            saved["lr"] = first_change["from"]
         if other := differences(saved, asdict(config), ignore=("data", "eval_batch_size")):
             raise click.UsageError(
                 f"{folder} holds a run with {', '.join(f'{k} {theirs}' for k, theirs, _ in other)}, but this sweep "
