@@ -50,8 +50,9 @@ def check_config(config: TrainConfig) -> None:
              "train": config.train not in MODES, "epochs": config.epochs < 1, "batch_size": config.batch_size < 2,
              "lr": config.lr <= 0, "momentum": not 0 <= config.momentum < 1, "weight_decay": config.weight_decay < 0,
              "schedule": config.schedule not in SCHEDULES, "warmup_epochs": config.warmup_epochs < 0,
-             "data": config.data not in ("auto", "cifar10", "sample"), "subset": (config.subset or 2) < 2,
-             "test_subset": (config.test_subset or 1) < 1, "eval_batch_size": config.eval_batch_size < 1}
+             "seed": config.seed < 0, "data": config.data not in ("auto", "cifar10", "sample"),
+             "subset": (config.subset or 2) < 2, "test_subset": (config.test_subset or 1) < 1,
+             "eval_batch_size": config.eval_batch_size < 1}
     for name, is_wrong in wrong.items():
         if is_wrong:
             raise ValueError(f"{name} {getattr(config, name)!r} is out of range")

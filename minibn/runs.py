@@ -98,7 +98,7 @@ def _acquire(folder: Path, create: bool) -> tuple[int | None, bool]:
     except OSError as error:
         _release(folder, fd, created)
         raise RunFolderError(f"cannot write in the run folder {folder} ({error.strerror}); "
-                             f"fix its permissions or choose another --out") from None
+                             f"free some space or fix its permissions, or choose another --out") from None
     return fd, created
 
 
@@ -160,7 +160,10 @@ def read_records(path: Path) -> tuple[list[dict], bool]:
 
     A bad line anywhere but at the end is not a torn write: ValueError naming the file and line.
     """
-    lines = Path(path).read_bytes().decode(errors="replace").splitlines()
+    try:
+        lines = Path(path).read_bytes().decode(errors="replace").splitlines()
+    except OSError as error:
+        raise ValueError(f"cannot read {path} ({error.strerror})") from None
     records, torn = [], False
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -67,9 +67,12 @@ def analyze(backend_name, checkpoint, out):
 
 def int_list(ctx, param, value):
     try:
-        return [int(v) for v in value.split(",")]
+        numbers = [int(v) for v in value.split(",")]
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if min(numbers) < 0:
+        raise click.BadParameter(f"{value!r} holds a negative number")
+    return numbers
 
 
 def mode_list(ctx, param, value):

@@ -37,7 +37,8 @@ from minibn.optim import SCHEDULES
               help="multistep: x0.1 at 50% and 75% of the run.")
 @click.option("--warmup-epochs", default=0.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Linear learning-rate warmup.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seeds init, the mask and the data order.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seeds init, the mask and the data order.")
 @click.option("--data", default="auto", show_default=True, type=click.Choice(["auto", "cifar10", "sample"]),
               help="auto: CIFAR-10 if --data-dir is given or it is found, else the bundled sample; "
                    "cifar10 downloads it if missing.")
@@ -58,6 +59,8 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
                          warmup_epochs=warmup_epochs, seed=seed, data=data, subset=subset, test_subset=test_subset)
     if resume and not out:
         raise click.UsageError("--resume needs --out DIR, the run to continue")
+    if resume and not (Path(out) / "checkpoint.npz").exists():  # checked before locking: the lock writes a file
+        raise click.ClickException(f"no checkpoint at {Path(out) / 'checkpoint.npz'}: nothing to resume")
     out = out or f"runs/resnet{depth}-{mode.replace('+', '-')}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         with run_folder_lock(Path(out), create=not resume):  # before the data loads: a bad --out fails at once
