@@ -35,7 +35,7 @@ class RunFolderError(Exception):
 
 
 # ---- one writer per folder --------------------------------------------------------------------
-_held: dict[str, list] = {}  # real path of a folder this process has locked -> [fd, times entered]
+_held: dict[str, int] = {}  # real path of a folder this process has locked -> how many `with` blocks hold it
 
 
 @contextlib.contextmanager
@@ -48,14 +48,14 @@ def run_folder_lock(folder: Path, create: bool = True):
     """
     key = os.path.realpath(folder)
     if key in _held:
-        _held[key][1] += 1
+        _held[key] += 1
         try:
             yield folder
         finally:
-            _held[key][1] -= 1
+            _held[key] -= 1
         return
     fd, created = _acquire(Path(folder), create)
-    _held[key] = [fd, 1]
+    _held[key] = 1
     try:
         yield folder
     finally:
@@ -63,9 +63,10 @@ def run_folder_lock(folder: Path, create: bool = True):
         _release(Path(folder), fd, created)
 
 
-def _acquire(folder: Path, create: bool) -> tuple[int | None, bool]:
+def _acquire(folder: Path, create: bool) -> tuple[int, bool]:
+    """(open lock file, whether the folder was created); RunFolderError if it is held or cannot be written."""
     created = False
-    while True:  # at most twice: again only if the holder removed the folder as we opened its lock file
+    while True:  # again only if the holder we met removed its empty folder as we opened the lock file
         if create:
             created = _make_folder(folder) or created
         try:
@@ -73,8 +74,7 @@ def _acquire(folder: Path, create: bool) -> tuple[int | None, bool]:
         except FileNotFoundError:
             raise RunFolderError(f"there is no run folder {folder}") from None
         except OSError as error:
-            raise RunFolderError(f"cannot write in the run folder {folder} ({error.strerror}); "
-                                 f"fix its permissions or choose another --out") from None
+            raise _cannot_write(folder, error) from None
         if fcntl is None:
             return fd, created
         try:
@@ -97,9 +97,13 @@ def _acquire(folder: Path, create: bool) -> tuple[int | None, bool]:
         probe.unlink()
     except OSError as error:
         _release(folder, fd, created)
-        raise RunFolderError(f"cannot write in the run folder {folder} ({error.strerror}); "
-                             f"free some space or fix its permissions, or choose another --out") from None
+        raise _cannot_write(folder, error) from None
     return fd, created
+
+
+def _cannot_write(folder: Path, error: OSError) -> RunFolderError:
+    return RunFolderError(f"cannot write in the run folder {folder} ({error.strerror}); free some space or fix "
+                          f"its permissions, or choose another --out")
 
 
 def _make_folder(folder: Path) -> bool:
@@ -125,7 +129,7 @@ def _still_there(fd: int, path: Path) -> bool:
         return False
 
 
-def _release(folder: Path, fd: int | None, created: bool) -> None:
+def _release(folder: Path, fd: int, created: bool) -> None:
     try:
         if created and os.listdir(folder) == [LOCK_NAME]:
             os.unlink(folder / LOCK_NAME)
