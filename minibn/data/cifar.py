@@ -100,7 +100,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path} does not hold CIFAR-10 data and labels ({type(error).__name__}: {error})") from None
     if len(images) == 0:
         raise DataError(f"{path} holds no images; replace it with the original file")
-    if data.dtype.kind not in "ui" or data.min() < 0 or data.max() > 255:
+    if data.dtype != np.uint8 and (data.dtype.kind not in "ui" or data.min() < 0 or data.max() > 255):
         raise DataError(f"{path}: pixels are {data.dtype} from {data.min()} to {data.max()}; a CIFAR-10 batch "
                         f"holds integers 0-255 (converted data? use the original files)")
     check_labels(labels, len(images), f"{path}: the labels")
