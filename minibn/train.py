@@ -51,7 +51,7 @@ class TrainingStopped(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: a checkpoint was saved and the run can be resumed."""
+    """Ctrl-C, SIGTERM or SIGUSR1: a checkpoint was saved and the run can be resumed."""
 
 
 @dataclass
@@ -144,8 +144,12 @@ def train_step(model: Module, optimizer: SGD, images, labels, lr: float):
     return loss.data, (logits.data.argmax(axis=1) == labels).sum()
 
 
-def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, console=None) -> dict:
-    """Train (or continue training) as ``config`` says, writing the run folder ``out``. Returns the summary."""
+def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, console=None,
+        tensorboard: bool = False) -> dict:
+    """Train (or continue training) as ``config`` says, writing the run folder ``out``. Returns the summary.
+
+    ``tensorboard``: also write TensorBoard event files into ``out`` (minibn.tensorboard_log).
+    """
     from rich.console import Console
     console = console or Console(highlight=False)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,7 +178,11 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
     steps_per_epoch = len(train_loader)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)
-    previous_handler = _raise_keyboard_interrupt_on_sigterm()
+    board = None
+    if tensorboard:
+        from minibn.tensorboard_log import EpochBoard
+        board = EpochBoard(out, first_epoch=progress.epoch + 1)
+    previous_handlers = _raise_keyboard_interrupt_on_stop_signals()
     try:
         while progress.epoch < config.epochs:
             _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console,
@@ -190,6 +198,8 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
                       "gamma_below": gamma_fractions(model)}  # how many channels BatchNorm switched off so far
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if board is not None:
+                board.write(record, model)
             console.print(f"epoch {record['epoch']:>3}/{config.epochs}  lr {record['lr']:.4g}  "
                           f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%}  "
                           f"test loss {test_loss:.4f} acc {test_acc:.2%}  {progress.seconds:.1f}s "
@@ -201,8 +211,10 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
         raise Interrupted(f"interrupted in epoch {progress.epoch + 1} at step {progress.step_in_epoch}; "
                           f"checkpoint saved to {checkpoint}; continue with --resume") from None
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+        if board is not None:
+            board.close()
     return _summary(out, model, config, trainable)
 
 
@@ -264,14 +276,21 @@ def _drop_records_after(metrics: Path, epoch: int) -> None:
     metrics.write_text("".join(line + "\n" for line in kept))
 
 
-def _raise_keyboard_interrupt_on_sigterm():
-    """Treat SIGTERM (a scheduler stopping the job) like Ctrl-C: save, then exit."""
+def _raise_keyboard_interrupt_on_stop_signals() -> dict:
+    """Treat SIGTERM and SIGUSR1 like Ctrl-C: save, then exit. SIGTERM is how a scheduler stops or preempts
+    a job; SIGUSR1 is the warning that `minibn sweep --launcher slurm` asks for before the time limit.
+    Returns the handlers replaced, to put back."""
     def handler(signum, frame):
         raise KeyboardInterrupt
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. inside some test runners): leave SIGTERM alone
-        return None
+    previous = {}
+    for name in ("SIGTERM", "SIGUSR1"):
+        signum = getattr(signal, name, None)  # Windows has no SIGUSR1
+        try:
+            if signum is not None:
+                previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread (e.g. inside some test runners): leave the signals alone
+            break
+    return previous
 
 
 def _summary(out: Path, model: Module, config: TrainConfig, trainable: int) -> dict:

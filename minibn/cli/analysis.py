@@ -1,15 +1,12 @@
-"""`minibn plot`, `minibn analyze` and `minibn sweep`: from runs to the paper's findings."""
+"""`minibn plot` and `minibn analyze`: from runs to the paper's findings (`minibn sweep`: cli/sweep.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
-from minibn import backend
-from minibn.cli.common import backend_option, check_depth, console, load_data, main, select_backend
-from minibn.models import MODES
+from minibn.cli.common import backend_option, console, main, select_backend
 
 
 @main.command()
@@ -56,65 +53,3 @@ def analyze(backend_name, checkpoint, out):
     out = Path(out) if out else Path(checkpoint).with_name("gamma_histogram.png")
     plot_gamma_histogram(groups, f"ResNet-{config['depth']} ({config['train']}): BatchNorm gamma", out)
     console.print(f"saved {out}")
-
-
-def int_list(ctx, param, value):
-    try:
-        return [int(v) for v in value.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
-
-
-def mode_list(ctx, param, value):
-    modes = value.split(",")
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise click.BadParameter(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
-    return modes
-
-
-@main.command()
-@backend_option
-@click.option("--depths", default="14,20", show_default=True, callback=int_list)
-@click.option("--modes", default="bn,all,output,random", show_default=True, callback=mode_list)
-@click.option("--seeds", default="0", show_default=True, callback=int_list)
-@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=2))
-@click.option("--data", default="auto", show_default=True, type=click.Choice(["auto", "cifar10", "sample"]))
-@click.option("--data-dir", type=click.Path(file_okay=False))
-@click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images only.")
-@click.option("--test-subset", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
-@click.option("--out", default="runs/sweep", show_default=True, type=click.Path(file_okay=False))
-def sweep(backend_name, depths, modes, seeds, epochs, batch_size, data, data_dir, subset, test_subset, out):
-    """Train every depth x mode x seed (skipping finished runs, resuming interrupted ones), then write
-    results.csv, results.md and accuracy_vs_depth.png into --out."""
-    from minibn.analysis import collect_results, plot_accuracy_vs_depth, write_results
-    from minibn.train import Interrupted, TrainConfig, TrainingStopped, run
-    for depth in depths:
-        check_depth(None, None, depth)
-    select_backend(backend_name)
-    dataset = load_data(data, data_dir)
-    root = Path(out)
-    for depth in depths:
-        for mode in modes:
-            for seed in seeds:
-                folder = root / f"resnet{depth}-{mode.replace('+', '-')}-seed{seed}"
-                if (folder / "summary.json").exists():
-                    continue
-                config = TrainConfig(depth=depth, train=mode, epochs=epochs, batch_size=batch_size, seed=seed,
-                                     data=data, subset=subset, test_subset=test_subset)
-                console.print(f"[bold]ResNet-{depth}, {mode}, seed {seed}[/bold] "
-                              f"on {backend.backend_name()} -> {folder}")
-                try:
-                    run(config, dataset, folder, resume=(folder / "checkpoint.npz").exists(), console=console)
-                except Interrupted as stop:
-                    raise click.ClickException(f"{stop}; run the same sweep again to go on") from None
-                except (TrainingStopped, ValueError) as error:
-                    console.print(f"[red]{folder.name} stopped: {escape(str(error))}[/red]")
-    rows = collect_results(root)
-    if not rows:
-        raise click.ClickException(f"no finished runs under {root}")
-    csv_path, md_path = write_results(rows, root)
-    figure = plot_accuracy_vs_depth(rows, root / "accuracy_vs_depth.png")
-    console.print(md_path.read_text())
-    console.print(f"saved {csv_path}, {md_path} and {figure}")

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from minibn import backend, kernels
-from minibn.cli.common import backend_option, check_depth, console, gpu_memory_error, load_data, main, select_backend
+from minibn.cli.common import (backend_option, check_depth, console, gpu_memory_error, load_data, main,
+                               select_backend, tensorboard_option)
 from minibn.models import MODES
 from minibn.optim import SCHEDULES
 
@@ -46,8 +47,9 @@ from minibn.optim import SCHEDULES
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--kernels/--no-kernels", "use_kernels", default=None,
               help="CuPy fast paths (minibn/kernels.py) on or off [default: $MINIBN_KERNELS, else off].")
+@tensorboard_option
 def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, weight_decay, schedule, warmup_epochs,
-          seed, data, data_dir, subset, test_subset, out, resume, use_kernels):
+          seed, data, data_dir, subset, test_subset, out, resume, use_kernels, tensorboard):
     """Train a CIFAR ResNet; by default the paper's recipe, training only BatchNorm."""
     from minibn.train import (Interrupted, TrainConfig, TrainingStopped, read_checkpoint, run)
     ctx = click.get_current_context()
@@ -81,7 +83,7 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
     console.print(f"ResNet-{config.depth} (width {config.width}), training {config.train}, on "
                   f"{backend.backend_name()}, data: {dataset.source}; run folder {out}")
     try:
-        summary = run(config, dataset, Path(out), resume=resume, console=console)
+        summary = run(config, dataset, Path(out), resume=resume, console=console, tensorboard=tensorboard)
     except Interrupted as stop:
         console.print(f"[yellow]{escape(str(stop))}[/yellow]")
         sys.exit(130)
