@@ -51,7 +51,7 @@ class TrainingStopped(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C, SIGTERM or SIGUSR1: a checkpoint was saved and the run can be resumed."""
+    """Ctrl-C, SIGTERM or SIGUSR1 (see StopSignals): a checkpoint was saved and the run can be resumed."""
 
 
 @dataclass
@@ -182,11 +182,11 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
     if tensorboard:
         from minibn.tensorboard_log import EpochBoard
         board = EpochBoard(out, first_epoch=progress.epoch + 1)
-    previous_handlers = _raise_keyboard_interrupt_on_stop_signals()
+    stop = StopSignals()
     try:
         while progress.epoch < config.epochs:
             _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console,
-                         checkpoint)
+                         checkpoint, stop)
             test_loss, test_acc = evaluate(model, test_loader)
             best_acc = max(best_acc, test_acc)
             record = {"epoch": progress.epoch + 1,
@@ -211,15 +211,14 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
         raise Interrupted(f"interrupted in epoch {progress.epoch + 1} at step {progress.step_in_epoch}; "
                           f"checkpoint saved to {checkpoint}; continue with --resume") from None
     finally:
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
+        stop.restore()
         if board is not None:
             board.close()
     return _summary(out, model, config, trainable)
 
 
 def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console,
-                 checkpoint) -> None:
+                 checkpoint, stop: "StopSignals") -> None:
     """Run the rest of the current epoch, updating ``progress`` (also when Ctrl-C stops it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
     xp = backend.xp()
@@ -250,6 +249,7 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
         task = bar.add_task("train", total=len(loader), completed=progress.step_in_epoch, status="")
         try:
             for images, labels in loader.epoch(progress.epoch, progress.step_in_epoch):
+                stop.check()  # between steps: progress counts exactly the steps in the weights
                 lr = learning_rate(progress.global_step, total_steps, config.lr, config.schedule,
                                    warmup_steps=warmup_steps)
                 loss, batch_correct = train_step(model, optimizer, images, labels, lr)
@@ -276,21 +276,36 @@ def _drop_records_after(metrics: Path, epoch: int) -> None:
     metrics.write_text("".join(line + "\n" for line in kept))
 
 
-def _raise_keyboard_interrupt_on_stop_signals() -> dict:
-    """Treat SIGTERM and SIGUSR1 like Ctrl-C: save, then exit. SIGTERM is how a scheduler stops or preempts
-    a job; SIGUSR1 is the warning that `minibn sweep --launcher slurm` asks for before the time limit.
-    Returns the handlers replaced, to put back."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-    previous = {}
-    for name in ("SIGTERM", "SIGUSR1"):
-        signum = getattr(signal, name, None)  # Windows has no SIGUSR1
-        try:
-            if signum is not None:
-                previous[signum] = signal.signal(signum, handler)
-        except ValueError:  # not the main thread (e.g. inside some test runners): leave the signals alone
-            break
-    return previous
+class StopSignals:
+    """Ctrl-C (SIGINT), SIGTERM (a scheduler stopping or preempting the job) and SIGUSR1 (the warning that
+    `minibn sweep --launcher slurm` asks for before the time limit), while a run trains: stop before the next
+    step, then save and exit. Not at once: a KeyboardInterrupt raised in the middle of a step (the weights
+    updated, the step not yet counted) would save a checkpoint that resumes differently. A second signal
+    stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+        for name in ("SIGINT", "SIGTERM", "SIGUSR1"):
+            signum = getattr(signal, name, None)  # Windows has no SIGUSR1
+            try:
+                if signum is not None:
+                    self.previous[signum] = signal.signal(signum, self.handler)
+            except ValueError:  # not the main thread (e.g. inside some test runners): leave the signals alone
+                break
+
+    def handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def _summary(out: Path, model: Module, config: TrainConfig, trainable: int) -> dict:

@@ -115,8 +115,10 @@ def failure(root: Path, job: str) -> str:
     if paths.result_pickle.exists():
         outcome, detail = pickle_load(paths.result_pickle)
         if outcome == "error":
-            lines = [line for line in str(detail).splitlines() if line.strip()]
-            return lines[-1].strip() if lines else "failed"
+            lines = [line for line in str(detail).splitlines() if line.strip()] or ["failed"]
+            # "minibn.train.Interrupted: interrupted in epoch 2 at step 3; checkpoint saved to ...; continue with
+            # --resume": the class and what the state column says already go
+            return re.sub(r"^[\w.]+: |; checkpoint saved to .*", "", lines[-1].strip())
     return f"ended without a result (killed?); log: {paths.stdout}"
 
 
@@ -132,7 +134,8 @@ def states(specs: list[RunSpec], root: Path, with_queue: bool = True) -> list[tu
         elif job in queued:
             rows.append((spec, queued[job], job, ""))
         elif job:
-            resumes = "; resumes from its checkpoint" if (Path(spec.folder) / "checkpoint.npz").exists() else ""
+            resumes = "; the next sweep resumes it from its checkpoint" \
+                if (Path(spec.folder) / "checkpoint.npz").exists() else ""
             rows.append((spec, "failed", job, failure(root, job) + resumes))
         else:
             rows.append((spec, local_state(spec), "", ""))
