@@ -24,9 +24,12 @@ CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo")
 NODE = "minibn-node"
 
 
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin", "/bin"])  # daemons: sbin
+
+
 def missing() -> str | None:
     """Why a private cluster cannot start here, or None."""
-    absent = [name for name in DAEMONS + CLIENTS if shutil.which(name) is None]
+    absent = [name for name in DAEMONS + CLIENTS if shutil.which(name, path=SEARCH_PATH) is None]
     if absent:
         return (f"Slurm is not installed ({', '.join(absent)} missing): "
                 f"apt-get install slurm-wlm munge, as .ci/run does")
@@ -87,7 +90,7 @@ class PrivateSlurm:
         self.folder = Path(tempfile.mkdtemp(prefix="minibn-slurm-"))
         self.folder.chmod(0o755)  # munged runs as the munge user and must reach its own subfolder
         self.conf = self.folder / "slurm.conf"
-        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        self.env = {**os.environ, "SLURM_CONF": str(self.conf), "PATH": SEARCH_PATH}
         self.processes: list[subprocess.Popen] = []
 
     def start(self) -> "PrivateSlurm":
