@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from minibn import backend
-from minibn.cli.common import (backend_option, check_depth, console, data_folder, load_data, main, select_backend,
-                               tensorboard_option)
+from minibn.cli.common import backend_option, check_depth, console, data_folder, main, select_backend, tensorboard_option
+from minibn.launch.runs import SweepBusy, finished, plan, sweep_lock
 from minibn.models import MODES
 
 WAIT_SECONDS = 2.0  # --wait: how often to ask the queue
@@ -106,9 +106,8 @@ def sweep(backend_name, depths, modes, seeds, epochs, batch_size, width, data, d
     config = {"width": width, "epochs": epochs, "batch_size": batch_size, "data": data, "subset": subset,
               "test_subset": test_subset}
     if status:
-        show_status(plan_runs(root, depths, modes, seeds, config, "auto", None, None, False))
+        show_status(plan(root, depths, modes, seeds, config, "auto", None, None, False))
         return
-    from minibn.launch.runs import SweepBusy, sweep_lock
     try:
         with sweep_lock(root):
             if launcher == "local":
@@ -136,16 +135,11 @@ def check_launcher_options(launcher, status, **given):
                                f"one run per device at a time")
 
 
-def plan_runs(root, depths, modes, seeds, config, backend_name, data_dir_found, threads, tensorboard):
-    from minibn.launch.runs import plan
-    return plan(root, depths, modes, seeds, config, backend_name,
-                None if data_dir_found is None else str(data_dir_found), threads, tensorboard)
-
-
 def run_locally(root, depths, modes, seeds, config, backend_name, data_dir, tensorboard, jobs, devices, threads):
+    from minibn.data import DataError
     from minibn.fast_cpu.threads import threads_from_environment
     from minibn.launch.local import run_here, run_in_processes
-    from minibn.launch.runs import finished
+    from minibn.launch.task import load_dataset
     from minibn.train import Interrupted
     select_backend(backend_name)
     in_processes = bool(devices) or (jobs or 1) > 1
@@ -153,7 +147,7 @@ def run_locally(root, depths, modes, seeds, config, backend_name, data_dir, tens
     if in_processes and threads is None:
         threads = max(1, threads_from_environment() // jobs)  # the cores, shared
     folder = data_folder(config["data"], data_dir)
-    specs = plan_runs(root, depths, modes, seeds, config, backend.backend_name(), folder, threads, tensorboard)
+    specs = plan(root, depths, modes, seeds, config, backend.backend_name(), folder, threads, tensorboard)
     todo = [spec for spec in specs if not finished(spec)]
     console.print(f"{len(specs) - len(todo)} of {len(specs)} runs finished; {len(todo)} to train on "
                   f"{backend.backend_name()}" + (f", {jobs} at a time, {threads} threads each" if in_processes else ""))
@@ -161,7 +155,9 @@ def run_locally(root, depths, modes, seeds, config, backend_name, data_dir, tens
         if in_processes:
             run_in_processes(todo, jobs, devices, root / "logs", console)
         elif todo:
-            run_here(todo, load_data(config["data"], data_dir), console)
+            run_here(todo, load_dataset(todo[0]), console)  # the data set once, for every run
+    except DataError as error:
+        raise click.ClickException(str(error)) from None
     except (Interrupted, KeyboardInterrupt) as stop:
         what = str(stop) if isinstance(stop, Interrupted) else "interrupted: every running run saved a checkpoint"
         raise click.ClickException(f"{what}; run the same sweep again to go on") from None
@@ -173,7 +169,7 @@ def run_on_slurm(root, depths, modes, seeds, config, backend_name, data_dir, ten
     folder = data_folder(config["data"], data_dir)  # found (or downloaded) once, here, for every task
     runs_backend = backend_name or os.environ.get("MINIBN_BACKEND") or "auto"  # decided on each node
     threads = threads or slurm["cpus_per_task"] or 1
-    specs = plan_runs(root, depths, modes, seeds, config, runs_backend, folder, threads, tensorboard)
+    specs = plan(root, depths, modes, seeds, config, runs_backend, folder, threads, tensorboard)
     options = SlurmOptions(slurm["time_minutes"], slurm["partition"], slurm["gpus_per_task"], slurm["cpus_per_task"],
                            slurm["mem"], slurm["max_running"], slurm["sbatch"])
     try:

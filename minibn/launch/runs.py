@@ -29,10 +29,10 @@ def run_name(depth: int, mode: str, seed: int) -> str:
     return f"resnet{depth}-{mode.replace('+', '-')}-seed{seed}"
 
 
-def plan(root: Path, depths, modes, seeds, config: dict, backend: str, data_folder: str | None,
+def plan(root: Path, depths, modes, seeds, config: dict, backend: str, data_folder: Path | None,
          threads: int | None, tensorboard: bool) -> list[RunSpec]:
     """The grid, depth by depth (so a cut-short sweep has whole depths): ``config`` holds the shared fields."""
-    root = Path(root).resolve()
+    root, data_folder = Path(root).resolve(), None if data_folder is None else str(data_folder)
     return [RunSpec(run_name(depth, mode, seed), str(root / run_name(depth, mode, seed)),
                     {**config, "depth": depth, "train": mode, "seed": seed}, backend, data_folder, threads, tensorboard)
             for depth in depths for mode in modes for seed in seeds]
