@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from minibn.data import Cifar10, CifarLoader
 from minibn.models import cifar_resnet, set_trainable
 from minibn.nn import Module, load, save
 from minibn.optim import SGD, learning_rate
+from minibn.stop_signals import StopSignals
 from minibn.tensor import no_grad
 
 LOG_EVERY = 20  # steps between the progress updates (the only times the loop waits for the GPU)
@@ -218,7 +218,7 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
 
 
 def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console,
-                 checkpoint, stop: "StopSignals") -> None:
+                 checkpoint, stop: StopSignals) -> None:
     """Run the rest of the current epoch, updating ``progress`` (also when Ctrl-C stops it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
     xp = backend.xp()
@@ -274,38 +274,6 @@ def _drop_records_after(metrics: Path, epoch: int) -> None:
     lines = metrics.read_text().splitlines() if metrics.exists() else []
     kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
     metrics.write_text("".join(line + "\n" for line in kept))
-
-
-class StopSignals:
-    """Ctrl-C (SIGINT), SIGTERM (a scheduler stopping or preempting the job) and SIGUSR1 (the warning that
-    `minibn sweep --launcher slurm` asks for before the time limit), while a run trains: stop before the next
-    step, then save and exit. Not at once: a KeyboardInterrupt raised in the middle of a step (the weights
-    updated, the step not yet counted) would save a checkpoint that resumes differently. A second signal
-    stops at once."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = {}
-        for name in ("SIGINT", "SIGTERM", "SIGUSR1"):
-            signum = getattr(signal, name, None)  # Windows has no SIGUSR1
-            try:
-                if signum is not None:
-                    self.previous[signum] = signal.signal(signum, self.handler)
-            except ValueError:  # not the main thread (e.g. inside some test runners): leave the signals alone
-                break
-
-    def handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-    def restore(self) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
 
 
 def _summary(out: Path, model: Module, config: TrainConfig, trainable: int) -> dict:
