@@ -67,6 +67,8 @@ def test_array_stopped_task_resubmitted_and_resumed_equals_local(on_cluster, tmp
     jobs = json.loads((out / "slurm" / "jobs.json").read_text())
     assert sorted(jobs) == ["resnet14-bn-seed0", "resnet14-output-seed0", "resnet8-bn-seed0", "resnet8-output-seed0"]
     assert len({job.split("_")[0] for job in jobs.values()}) == 1  # one array
+    local = CliRunner().invoke(main, ["sweep", *GRID, "--out", str(out)])  # must not train what Slurm trains
+    assert "to their Slurm jobs" in local.output and "; 0 to train" in " ".join(local.output.split()), local.output
 
     metrics = out / STOPPED / "metrics.jsonl"  # stop it once its first epoch is logged, two to go
     wait(lambda: metrics.exists() and metrics.read_text().strip(), "the first epoch of " + STOPPED)

@@ -139,6 +139,7 @@ def run_locally(root, depths, modes, seeds, config, backend_name, data_dir, tens
     from minibn.data import DataError
     from minibn.fast_cpu.threads import threads_from_environment
     from minibn.launch.local import run_here, run_in_processes
+    from minibn.launch.slurm import SlurmError, queued_runs
     from minibn.launch.task import load_dataset
     from minibn.train import Interrupted
     select_backend(backend_name)
@@ -148,8 +149,15 @@ def run_locally(root, depths, modes, seeds, config, backend_name, data_dir, tens
         threads = max(1, threads_from_environment() // jobs)  # the cores, shared
     folder = data_folder(config["data"], data_dir)
     specs = plan(root, depths, modes, seeds, config, backend.backend_name(), folder, threads, tensorboard)
-    todo = [spec for spec in specs if not finished(spec)]
-    console.print(f"{len(specs) - len(todo)} of {len(specs)} runs finished; {len(todo)} to train on "
+    try:
+        on_slurm = queued_runs(specs, root)
+    except SlurmError as error:
+        raise click.ClickException(str(error)) from None
+    if on_slurm:
+        console.print(f"[yellow]leaving {len(on_slurm)} runs to their Slurm jobs, pending or running: "
+                      f"{', '.join(sorted(on_slurm))}[/yellow]")
+    todo = [spec for spec in specs if not finished(spec) and spec.name not in on_slurm]
+    console.print(f"{sum(map(finished, specs))} of {len(specs)} runs finished; {len(todo)} to train on "
                   f"{backend.backend_name()}" + (f", {jobs} at a time, {threads} threads each" if in_processes else ""))
     try:
         if in_processes:

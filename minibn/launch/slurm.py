@@ -108,6 +108,16 @@ def queue() -> dict[str, str]:
     return states
 
 
+def queued_runs(specs: list[RunSpec], root: Path) -> set[str]:
+    """The runs whose Slurm job is pending or running, which nothing else may train now: none when this sweep
+    never used Slurm, or when this machine has no Slurm (a copy of the sweep folder)."""
+    jobs = read_jobs(root)
+    if not jobs or shutil.which("squeue") is None:
+        return set()
+    queued = queue()
+    return {spec.name for spec in specs if jobs.get(spec.name) in queued}
+
+
 def failure(root: Path, job: str) -> str:
     """Why a run's job ended unfinished: the last line of its error as submitit kept it, else where its log is."""
     from submitit.core.utils import JobPaths, pickle_load
