@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from minibn.cli import main
 from minibn.cli.common import console
+from minibn.train import read_checkpoint
 from tests.conftest import STANDIN
 from tests.slurm_cluster import PrivateSlurm, missing
 from tests.test_launchers import results, same_weights
@@ -94,3 +95,14 @@ def test_array_stopped_task_resubmitted_and_resumed_equals_local(on_cluster, tmp
     assert len(results(out)) == 4 and results(out) == results(local)
     assert same_weights(out / STOPPED, local / STOPPED)
     assert (out / "results.md").exists() and (out / "accuracy_vs_depth.png").exists()
+
+
+def test_the_time_limit_warning_saves_a_checkpoint(on_cluster, tmp_path):
+    out = tmp_path / "slurm"
+    # SIGUSR1 170 s before a 3-minute limit: about 10 s in (Slurm checks time limits every 30 s or so)
+    output = sweep("--depths", "8", "--modes", "bn", "--epochs", "2000", "--launcher", "slurm", "--time", "3",
+                   "--sbatch", "signal=USR1@170", "--out", str(out), "--wait")
+    assert "1 failed" in output and "interrupted in epoch" in output, output
+    assert '#SBATCH --signal=USR1@170' in "".join(p.read_text() for p in (out / "slurm").glob("*_submission.sh"))
+    meta, _, _ = read_checkpoint(out / "resnet8-bn-seed0" / "checkpoint.npz")
+    assert 0 < meta["progress"]["epoch"] < 2000
