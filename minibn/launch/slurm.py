@@ -100,12 +100,12 @@ def queue() -> dict[str, str]:
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise SlurmError(f"squeue failed: {result.stderr.strip() or result.stdout.strip()}")
-    states = {}
+    by_job = {}
     for line in result.stdout.splitlines():
         job, _, state = line.strip().partition("|")
         if job:
-            states[job] = QUEUED.get(state, "running")
-    return states
+            by_job[job] = QUEUED.get(state, "running")
+    return by_job
 
 
 def queued_runs(specs: list[RunSpec], root: Path) -> set[str]:
@@ -120,7 +120,10 @@ def queued_runs(specs: list[RunSpec], root: Path) -> set[str]:
 
 def failure(root: Path, job: str) -> str:
     """Why a run's job ended unfinished: the last line of its error as submitit kept it, else where its log is."""
-    from submitit.core.utils import JobPaths, pickle_load
+    try:
+        from submitit.core.utils import JobPaths, pickle_load
+    except ImportError:
+        return f"see the logs in {root / 'slurm'}"
     paths = JobPaths(root / "slurm", job_id=job, task_id=0)
     if paths.result_pickle.exists():
         outcome, detail = pickle_load(paths.result_pickle)
@@ -132,10 +135,10 @@ def failure(root: Path, job: str) -> str:
     return f"ended without a result (killed?); log: {paths.stdout}"
 
 
-def states(specs: list[RunSpec], root: Path, with_queue: bool = True) -> list[tuple[RunSpec, str, str, str]]:
+def states(specs: list[RunSpec], root: Path) -> list[tuple[RunSpec, str, str, str]]:
     """(run, state, job, note) for every run: finished, pending, running, failed, unfinished or not started."""
     jobs = read_jobs(root)
-    queued = queue() if with_queue and jobs else {}
+    queued = queue() if jobs else {}
     rows = []
     for spec in specs:
         job = jobs.get(spec.name, "")
