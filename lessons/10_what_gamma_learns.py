@@ -112,3 +112,17 @@ if during:
     console.print(f"BN-only: |gamma| < 0.1 went from {start[0.1]:.1%} at initialization to {first:.1%} after one "
                   f"epoch and {last:.1%} after {during[-1]['epoch']}. The paper's quarter to a third needs far "
                   "longer training on all the data (see lessons/README.md).")
+
+# %% [markdown]
+# Watch it happen live, in TensorBoard: `--tensorboard` writes event files into the run folder every
+# epoch (`pip install "minibn[tensorboard]" tensorboard` first):
+#
+#     minibn train --depth 14 --epochs 8 --subset 5000 --test-subset 1000 --tensorboard --out runs/r14-bn
+#     minibn train --depth 14 --epochs 8 --subset 5000 --test-subset 1000 --tensorboard --train all --out runs/r14-all
+#     tensorboard --logdir runs/
+#
+# In the Histograms tab, `abs_gamma/stage_1` to `stage_3` (and the stem and shortcuts) hold |gamma| of each
+# stage, one slice per epoch: in the BN-only run a pile grows at zero, the channels BatchNorm switches off;
+# in the fully trained run it does not. The Scalars tab has `gamma_below/0.1` (the curve of this lesson's
+# figure), the losses, accuracies and learning rate. `minibn sweep --tensorboard` does the same for every
+# run of a sweep, and `tensorboard --logdir` on the sweep folder shows them side by side.

@@ -8,7 +8,6 @@ written atomically, and one process at a time writes a folder (minibn.runs).
 from __future__ import annotations
 
 import math
-import signal
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from minibn.nn import Module
 from minibn.optim import SGD, learning_rate
 from minibn.runs import (RunFolderError, append_record, differences, read_config, read_records, run_folder_lock,
                          write_json, write_records)
+from minibn.stop_signals import StopSignals
 from minibn.tensor import no_grad
 
 LOG_EVERY = 20  # steps between the progress updates (the only times the loop waits for the GPU)
@@ -37,7 +37,7 @@ class TrainingStopped(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: a checkpoint was saved and the run can be resumed."""
+    """Ctrl-C, SIGTERM or SIGUSR1 (see StopSignals): a checkpoint was saved and the run can be resumed."""
 
 
 # ---- the loop --------------------------------------------------------------------------------------
@@ -79,20 +79,22 @@ def train_step(model: Module, optimizer: SGD, images, labels, lr: float):
     return loss.data, (logits.data.argmax(axis=1) == labels).sum()
 
 
-def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, console=None) -> dict:
+def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, console=None,
+        tensorboard: bool = False) -> dict:
     """Train (or continue training) as ``config`` says, writing the run folder ``out``. Returns the summary.
 
     ``out`` is locked for the whole run (RunFolderError if another process writes it). To resume, ``config``
     must be the checkpoint's, except ``lr``: a new learning rate applies from here on and is recorded.
+    ``tensorboard``: also write TensorBoard event files into ``out`` (minibn.tensorboard_log).
     """
     from rich.console import Console
     console = console or Console(highlight=False)
     check_config(config)
     with run_folder_lock(out):
-        return _run(config, data, out, resume, console)
+        return _run(config, data, out, resume, console, tensorboard)
 
 
-def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -> dict:
+def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, tensorboard: bool) -> dict:
     checkpoint = out / "checkpoint.npz"
     for name in remove_stale_temporaries(out):
         _notice(console, f"removed {out / name}, left by a save that was cut short")
@@ -118,10 +120,14 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -
     steps_per_epoch = len(train_loader)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)
-    previous_handler = _raise_keyboard_interrupt_on_sigterm()
+    board = None
+    if tensorboard:
+        from minibn.tensorboard_log import EpochBoard
+        board = EpochBoard(out, first_epoch=progress.epoch + 1)
+    stop = StopSignals()
     try:
         while progress.epoch < config.epochs:
-            _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console)
+            _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console, stop)
             test_loss, test_acc = evaluate(model, test_loader)
             best_acc = max(best_acc, test_acc)
             record = {"epoch": progress.epoch + 1,
@@ -132,6 +138,8 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -
                       "images_per_s": progress.seen / max(progress.seconds, 1e-9),
                       "gamma_below": gamma_fractions(model)}  # how many channels BatchNorm switched off so far
             append_record(out / "metrics.jsonl", record)
+            if board is not None:
+                board.write(record, model)
             console.print(f"epoch {record['epoch']:>3}/{config.epochs}  lr {record['lr']:.4g}  "
                           f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%}  "
                           f"test loss {test_loss:.4f} acc {test_acc:.2%}  {progress.seconds:.1f}s "
@@ -155,11 +163,13 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -
                   f"continue it with a smaller learning rate: minibn train --resume --out {out} {smaller}")
         raise TrainingStopped(f"{error}; {_kept(last_saved, out, advice)}") from None
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        stop.restore()
+        if board is not None:
+            board.close()
 
 
-def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console) -> None:
+def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console,
+                 stop: StopSignals) -> None:
     """Run the rest of the current epoch, updating ``progress`` (also when Ctrl-C stops it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
     xp = backend.xp()
@@ -190,6 +200,7 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
         task = bar.add_task("train", total=len(loader), completed=progress.step_in_epoch, status="")
         try:
             for images, labels in loader.epoch(progress.epoch, progress.step_in_epoch):
+                stop.check()  # between steps: progress counts exactly the steps in the weights
                 lr = learning_rate(progress.global_step, total_steps, config.lr, config.schedule,
                                    warmup_steps=warmup_steps)
                 loss, batch_correct = train_step(model, optimizer, images, labels, lr)
@@ -283,16 +294,6 @@ def _kept(last_saved: Progress | None, out: Path, advice: str | None = None) -> 
              f"in epoch {last_saved.epoch + 1} at step {last_saved.step_in_epoch}")
     return (f"the last good checkpoint ({out / 'checkpoint.npz'}, {where}) is kept; "
             f"{advice or f'fix the cause (disk space, permissions), then: minibn train --resume --out {out}'}")
-
-
-def _raise_keyboard_interrupt_on_sigterm():
-    """Treat SIGTERM (a scheduler stopping the job) like Ctrl-C: save, then exit."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. inside some test runners): leave SIGTERM alone
-        return None
 
 
 def _summary(out: Path, model: Module, config: TrainConfig, trainable: int) -> dict:

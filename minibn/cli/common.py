@@ -80,9 +80,23 @@ class FiniteFloatRange(click.FloatRange):
 
 
 def load_data(data: str, data_dir: str | None):
-    """The data set for --data: cifar10 (found or downloaded), sample, or auto: CIFAR-10 when --data-dir is
-    given or it is found in $MINIBN_DATA or ~/.cache/minibn, else the bundled sample."""
-    from minibn.data import DataError, find_cifar10, load_cifar10, load_sample
+    """The data set for --data (see data_folder)."""
+    from minibn.data import DataError, load_cifar10_folder, load_sample
+    folder = data_folder(data, data_dir)
+    try:
+        return load_sample() if folder is None else load_cifar10_folder(folder)
+    except DataError as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:  # e.g. a data folder that cannot be read
+        raise click.ClickException(f"cannot read {error.filename or folder}: {error.strerror}") from None
+
+
+def data_folder(data: str, data_dir: str | None) -> Path | None:
+    """Where the data of --data is: None for the bundled sample, else the cifar-10-batches-py folder (absolute).
+    cifar10: found or downloaded; auto: CIFAR-10 when --data-dir is given or it is found in $MINIBN_DATA or
+    ~/.cache/minibn, else the bundled sample."""
+    from minibn.data import DataError, download_cifar10, find_cifar10
+    from minibn.data.cifar import search_dirs
     if data_dir is not None and data != "sample" and not Path(data_dir).is_dir():
         if os.path.lexists(data_dir):
             raise click.UsageError(f"--data-dir {data_dir} is not a folder (a file, or a broken or looping link)")
@@ -91,12 +105,13 @@ def load_data(data: str, data_dir: str | None):
                                    f"to download CIFAR-10 into it")
     try:
         if data == "sample":
-            return load_sample()
-        if data == "auto" and data_dir is None and find_cifar10(None) is None:
+            return None
+        folder = find_cifar10(data_dir)
+        if folder is None and data == "auto" and data_dir is None:
             console.print("[yellow]CIFAR-10 not found ($MINIBN_DATA, ~/.cache/minibn): training on the "
                           "bundled sample of 500 images. Use --data cifar10 to download the real data set.[/yellow]")
-            return load_sample()
-        return load_cifar10(data_dir, console=console)
+            return None
+        return (folder or download_cifar10(search_dirs(data_dir)[0], console=console)).resolve()
     except DataError as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:  # e.g. a data folder that cannot be read
@@ -105,3 +120,20 @@ def load_data(data: str, data_dir: str | None):
 
 def gpu_memory_error(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+
+
+def require_tensorboard_writer(ctx, param, value):
+    """--tensorboard: a one-line error now, before any training, when the writer is not installed."""
+    if value:
+        from minibn.tensorboard_log import summary_writer
+        try:
+            summary_writer()
+        except ImportError as error:
+            raise click.UsageError(str(error)) from None
+    return value
+
+
+tensorboard_option = click.option(
+    "--tensorboard", is_flag=True, callback=require_tensorboard_writer,
+    help="Also write TensorBoard event files into the run folder, every epoch (minibn[tensorboard]); "
+         "watch with: tensorboard --logdir runs/")

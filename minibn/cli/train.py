@@ -13,7 +13,7 @@ from rich.table import Table
 
 from minibn import backend, kernels
 from minibn.cli.common import (FiniteFloatRange, backend_option, check_depth, console, gpu_memory_error, load_data,
-                               main, select_backend)
+                               main, select_backend, tensorboard_option)
 from minibn.models import MODES
 from minibn.optim import SCHEDULES
 
@@ -49,8 +49,9 @@ from minibn.optim import SCHEDULES
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (only --lr may change).")
 @click.option("--kernels/--no-kernels", "use_kernels", default=None,
               help="CuPy fast paths (minibn/kernels.py) on or off [default: $MINIBN_KERNELS, else off].")
+@tensorboard_option
 def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, weight_decay, schedule, warmup_epochs,
-          seed, data, data_dir, subset, test_subset, out, resume, use_kernels):
+          seed, data, data_dir, subset, test_subset, out, resume, use_kernels, tensorboard):
     """Train a CIFAR ResNet; by default the paper's recipe, training only BatchNorm."""
     from minibn.runs import RunFolderError, run_folder_lock
     from minibn.train import Interrupted, TrainConfig, TrainingStopped, run
@@ -76,7 +77,8 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
             dataset = load_data(config.data, data_dir)
             console.print(f"ResNet-{config.depth} (width {config.width}), training {config.train}, on "
                           f"{backend.backend_name()}, data: {dataset.source}; run folder {out}")
-            summary = run(config, dataset, Path(out), resume=resume, console=console)
+            summary = run(config, dataset, Path(out), resume=resume, console=console,
+                          tensorboard=tensorboard)
     except Interrupted as stop:
         console.print(f"[yellow]{escape(str(stop))}[/yellow]")
         sys.exit(130)

@@ -1,0 +1,9 @@
+"""Running the runs of `minibn sweep`: where each run goes, what state it is in, and who trains it.
+
+- runs.py: the grid as a list of RunSpec (one run folder each), a run's state, one sweep per folder.
+- task.py: training one RunSpec; the same function runs in the sweep's own process, in a worker
+  process of the local launcher and in a Slurm array task.
+- local.py: the local launcher, one run after another, or N at once as separate processes (--jobs),
+  each on its own GPU (--devices).
+- slurm.py: the Slurm launcher, one job array through submitit; the queue tells pending from running.
+"""

@@ -1,0 +1,74 @@
+"""Training one run of a sweep, wherever it runs: in the sweep's process, in a local worker process
+(`python -m minibn.launch.task SPEC_JSON`) or in a Slurm array task (`slurm_task`).
+
+A run resumes from its checkpoint when its folder has one, so a worker that was stopped (Ctrl-C,
+SIGTERM, SIGUSR1: a checkpoint is saved) or killed (the last epoch's checkpoint survives) goes on
+where it stopped when the run is given to a worker again.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from minibn.launch.runs import RunSpec
+
+
+def load_dataset(spec: RunSpec):
+    from minibn.data import load_cifar10_folder, load_sample
+    return load_sample() if spec.data_folder is None else load_cifar10_folder(Path(spec.data_folder))
+
+
+def train_one(spec: RunSpec, dataset=None, console=None) -> dict:
+    """Train or resume the run; its summary. ``dataset``: already loaded, else loaded here."""
+    from minibn import backend
+    from minibn.fast_cpu import set_num_threads
+    from minibn.train import TrainConfig, run
+    if spec.threads is not None:
+        set_num_threads(spec.threads)  # the fast CPU path's sums depend on it: part of what fixes the numbers
+    backend.use_backend(spec.backend)
+    folder = Path(spec.folder)
+    return run(TrainConfig(**spec.config), load_dataset(spec) if dataset is None else dataset, folder,
+               resume=(folder / "checkpoint.npz").exists(), console=console, tensorboard=spec.tensorboard)
+
+
+def limit_blas(spec: RunSpec) -> None:
+    """In a worker process: BLAS outside the fast CPU path gets no more threads than the worker's share."""
+    if spec.threads is not None:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(spec.threads)
+
+
+def slurm_task(spec: RunSpec) -> dict:
+    """What a Slurm array task runs (through submitit, which keeps an exception as the task's result)."""
+    limit_blas(spec)
+    return train_one(spec)
+
+
+def command(spec: RunSpec) -> list[str]:
+    """The command line of a local worker process for ``spec``."""
+    return [sys.executable, "-m", "minibn.launch.task", json.dumps(asdict(spec))]
+
+
+def main(argv: list[str]) -> int:
+    """A local worker: exit 0 finished, 130 stopped with a checkpoint saved, 1 failed (the reason printed last)."""
+    from minibn.backend import BackendError
+    from minibn.data import DataError
+    from minibn.runs import RunFolderError
+    from minibn.train import Interrupted, TrainingStopped
+    spec = RunSpec(**json.loads(argv[1]))
+    limit_blas(spec)
+    try:
+        train_one(spec)
+    except Interrupted as stop:
+        print(stop, flush=True)
+        return 130
+    except (TrainingStopped, ValueError, DataError, BackendError, RunFolderError) as error:
+        print(f"{spec.name} stopped: {error}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
