@@ -93,7 +93,7 @@ def plot_gamma_histogram(groups: dict[str, np.ndarray], title: str, out: Path) -
                label=f"|gamma| < {PAPER_THRESHOLD}: {(np.abs(everything) < PAPER_THRESHOLD).mean():.1%} of channels")
     ax.axvline(0, color="black", lw=0.8)
     ax.set(xlabel="gamma", ylabel="channels", title=title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return _save(fig, out)
 
 
