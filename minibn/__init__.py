@@ -17,4 +17,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled", "use_backend", "backend_name",
            "BackendError", "synchronize", "to_device", "to_host", "gradcheck", "GradcheckResult",
-           "rel_error", "save", "load", "__version__"]
+           "rel_error", "save", "load", "nn", "functional", "optim", "models", "__version__"]

@@ -169,3 +169,14 @@ def test_a_flat_tensor_looks_like_an_nchw_one():
     assert outs[0].layout is not None or minibn.backend_name() != "numpy"
     np.testing.assert_allclose(outs[0].numpy(), outs[1].numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(host(outs[0].to_nchw().data), host(outs[1].data), rtol=1e-12, atol=1e-12)
+
+
+def test_both_switches_read_their_environment_variable_the_same_way():
+    import os
+    import subprocess
+    import sys
+    code = "from minibn import fast; print(fast.fast_cpu_enabled(), fast.kernels_enabled())"
+    said = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "MINIBN_FAST_CPU": cpu, "MINIBN_KERNELS": gpu}).stdout.split()
+            for cpu, gpu in (("0", "1"), ("1", "0"))]
+    assert said == [["False", "True"], ["True", "False"]]
