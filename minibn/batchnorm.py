@@ -6,7 +6,6 @@ shift; running_mean and running_var (C,) are buffers updated in place.
 """
 from __future__ import annotations
 
-from minibn import kernels
 from minibn.backend import array_module
 from minibn.tensor import Context, Function, Tensor
 
@@ -42,22 +41,14 @@ class BatchNorm(Function):
         axes, shape = _channel_axes_and_shape(x)
         m = x.size // x.shape[1]
         if training:
-            if m < 2:
-                raise ValueError("batch_norm in training mode needs more than one value per channel")
-            if kernels.enabled_for(x) and x.ndim == 4:
-                y, xhat, inv_std, mean, var = kernels.batch_norm_train_forward(x, gamma, beta, eps)
-            else:
-                mean = x.mean(axis=axes)
-                xhat = x - mean.reshape(shape)                  # centered for now; normalized in place below
-                var = (xhat * xhat).mean(axis=axes)
-                inv_std = 1 / array_module(x).sqrt(var + eps)
-                xhat *= inv_std.reshape(shape)
-                y = xhat * gamma.reshape(shape)
-                y += beta.reshape(shape)
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-            running_var *= 1 - momentum
-            running_var += momentum * var * (m / (m - 1))
+            mean = x.mean(axis=axes)
+            xhat = x - mean.reshape(shape)                  # centered for now; normalized in place below
+            var = (xhat * xhat).mean(axis=axes)
+            inv_std = 1 / array_module(x).sqrt(var + eps)
+            xhat *= inv_std.reshape(shape)
+            y = xhat * gamma.reshape(shape)
+            y += beta.reshape(shape)
+            update_running_stats(running_mean, running_var, mean, var, m, momentum)
         else:
             inv_std = 1 / array_module(x).sqrt(running_var + eps)
             xhat = (x - running_mean.reshape(shape)) * inv_std.reshape(shape)
@@ -70,8 +61,6 @@ class BatchNorm(Function):
     def backward(ctx: Context, g):
         xhat, inv_std, gamma = ctx.saved
         needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
-        if kernels.enabled_for(g) and ctx.training and g.ndim == 4:
-            return kernels.batch_norm_train_backward(g, xhat, inv_std, gamma, needs_x, needs_gamma, needs_beta)
         shape, m = ctx.shape, ctx.m
         dbeta = g.sum(axis=ctx.axes)
         dgamma = (g * xhat).sum(axis=ctx.axes)
@@ -88,9 +77,21 @@ class BatchNorm(Function):
         return dx, (dgamma if needs_gamma else None), (dbeta if needs_beta else None)
 
 
+def update_running_stats(running_mean, running_var, mean, var, m: int, momentum: float) -> None:
+    """running = (1 - momentum) running + momentum batch, in place; the variance unbiased by M/(M-1), as
+    PyTorch does. The one update every BatchNorm version calls (this file's, fast_cpu's, the kernels')."""
+    if m < 2:
+        raise ValueError("batch_norm in training mode needs more than one value per channel")
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * (m / (m - 1))
+
+
 def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean, running_var, training: bool,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """Normalize each channel of ``x``; see BatchNorm. ``running_mean``/``running_var`` are arrays
-    updated in place in training mode (also when gamma and beta are frozen)."""
+    """The textbook BatchNorm op; see BatchNorm. ``running_mean``/``running_var`` are arrays updated in
+    place in training mode (also when gamma and beta are frozen). Layers call F.batch_norm, which picks
+    this op or a fast version of it (minibn/fast.py)."""
     return BatchNorm.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
                            training=training, momentum=momentum, eps=eps)

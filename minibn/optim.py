@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from minibn import kernels
+from minibn import fast
 from minibn.backend import to_device
-from minibn.nn import Parameter
+
+if TYPE_CHECKING:
+    from minibn.nn import Parameter
 
 
 class SGD:
@@ -32,23 +34,13 @@ class SGD:
             p.grad = None
 
     def step(self) -> None:
-        trainable = [(i, p) for i, p in enumerate(self.params) if p.requires_grad and p.grad is not None]
-        if trainable and self.momentum and kernels.enabled_for(trainable[0][1].data):
-            kernels.sgd_step(self, trainable)
-            return
-        for i, p in trainable:
-            d = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
-            if p.mask is not None:
-                d = d * p.mask
-            if self.momentum:
-                buf = self.momentum_buffers.get(i)
-                if buf is None:
-                    buf = self.momentum_buffers[i] = d.copy()
-                else:
-                    buf *= self.momentum
-                    buf += d
-                d = buf
-            p.data -= self.lr * d
+        for i, p in enumerate(self.params):
+            if not p.requires_grad or p.grad is None:
+                continue
+            update = fast.sgd_update(p.data, self.momentum)  # sgd_update below, or its one-launch CuPy twin
+            buf = update(p, self.momentum_buffers.get(i), self.lr, self.momentum, self.weight_decay)
+            if buf is not None:
+                self.momentum_buffers[i] = buf
 
     def state_dict(self) -> dict:
         return {f"momentum_buffer.{i}": buf for i, buf in self.momentum_buffers.items()}
@@ -64,6 +56,22 @@ class SGD:
                     raise ValueError(f"optimizer {key} of shape {tuple(value.shape)} fits no parameter")
                 buffers[int(index)] = to_device(value, self.params[int(index)].dtype)
         self.momentum_buffers = buffers
+
+
+def sgd_update(p: Parameter, buf, lr: float, momentum: float, weight_decay: float):
+    """One parameter's SGD step, as in SGD's docstring; returns its momentum buffer (None without momentum)."""
+    d = p.grad + weight_decay * p.data if weight_decay else p.grad
+    if p.mask is not None:
+        d = d * p.mask
+    if momentum:
+        if buf is None:
+            buf = d.copy()
+        else:
+            buf *= momentum
+            buf += d
+        d = buf
+    p.data -= lr * d
+    return buf
 
 
 SCHEDULES = ("multistep", "cosine", "constant")

@@ -44,6 +44,17 @@ backend_option = click.option(  # passed as backend_name: `backend` is the modul
     help="numpy (CPU), cupy (GPU) or auto: CuPy when a CUDA device works, else NumPy.")
 
 
+def fast_path_options(command):
+    """--fast-cpu/--no-fast-cpu and --kernels/--no-kernels: the same two switches on every command that
+    computes (minibn/fast.py); the command passes them to ``fast.use``."""
+    command = click.option("--kernels/--no-kernels", "use_kernels", default=None,
+                           help="CuPy's hand-written kernels (minibn/kernels.py) for the ops that have one "
+                                "[default: off, or $MINIBN_KERNELS].")(command)
+    return click.option("--fast-cpu/--no-fast-cpu", "use_fast_cpu", default=None,
+                        help="NumPy's fast path: conv, BatchNorm and pooling on the flat layout (minibn/fast_cpu); "
+                             "off runs the textbook ops [default: on, or $MINIBN_FAST_CPU].")(command)
+
+
 def select_backend(name: str | None, default: str = "auto") -> None:
     """Apply --backend (falling back to $MINIBN_BACKEND, then ``default``); one-line error on failure."""
     try:
@@ -79,10 +90,11 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
-def load_data(data: str, data_dir: str | None):
-    """The data set for --data (see data_folder)."""
+def load_data(data: str, data_dir: str | None, purpose: str = "training"):
+    """The data set for --data (see data_folder); ``purpose`` ("training" or "evaluating") is what the
+    notice of the bundled sample says it is used for."""
     from minibn.data import DataError, load_cifar10_folder, load_sample
-    folder = data_folder(data, data_dir)
+    folder = data_folder(data, data_dir, purpose)
     try:
         return load_sample() if folder is None else load_cifar10_folder(folder)
     except DataError as error:
@@ -91,11 +103,11 @@ def load_data(data: str, data_dir: str | None):
         raise click.ClickException(f"cannot read {error.filename or folder}: {error.strerror}") from None
 
 
-def data_folder(data: str, data_dir: str | None) -> Path | None:
+def data_folder(data: str, data_dir: str | None, purpose: str = "training") -> Path | None:
     """Where the data of --data is: None for the bundled sample, else the cifar-10-batches-py folder (absolute).
     cifar10: found or downloaded; auto: CIFAR-10 when --data-dir is given or it is found in $MINIBN_DATA or
-    ~/.cache/minibn, else the bundled sample."""
-    from minibn.data import DataError, download_cifar10, find_cifar10
+    ~/.cache/minibn, else the bundled sample (saying so, and what it is used for: ``purpose``)."""
+    from minibn.data import DataError, download_cifar10, find_cifar10, load_sample
     from minibn.data.cifar import search_dirs
     if data_dir is not None and data != "sample" and not Path(data_dir).is_dir():
         if os.path.lexists(data_dir):
@@ -108,8 +120,11 @@ def data_folder(data: str, data_dir: str | None) -> Path | None:
             return None
         folder = find_cifar10(data_dir)
         if folder is None and data == "auto" and data_dir is None:
-            console.print("[yellow]CIFAR-10 not found ($MINIBN_DATA, ~/.cache/minibn): training on the "
-                          "bundled sample of 500 images. Use --data cifar10 to download the real data set.[/yellow]")
+            sample = load_sample()
+            images = f"{len(sample.x_train)} training" if purpose == "training" else f"{len(sample.x_test)} test"
+            console.print(f"[yellow]CIFAR-10 not found ($MINIBN_DATA, ~/.cache/minibn): {purpose} on the "
+                          f"bundled sample's {images} images. Use --data cifar10 to download the real data "
+                          "set.[/yellow]")
             return None
         return (folder or download_cifar10(search_dirs(data_dir)[0], console=console)).resolve()
     except DataError as error:

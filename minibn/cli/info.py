@@ -9,15 +9,18 @@ from rich.markup import escape
 from rich.table import Table
 
 import minibn
-from minibn import backend
-from minibn.cli.common import backend_option, console, main, select_backend
+from minibn import backend, fast
+from minibn.cli.common import backend_option, console, fast_path_options, main, select_backend
 
 
 @main.command()
 @backend_option
-def info(backend_name):
-    """Show the version, the backend chosen and why, the device, and library versions."""
+@fast_path_options
+def info(backend_name, use_fast_cpu, use_kernels):
+    """Show the version, the backend chosen and why, the device, library versions, the fast paths, and
+    which implementation each op of a ResNet training step runs."""
     select_backend(backend_name)
+    fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
     import numpy as np
     table = Table(title="minibn info", show_header=False)
     table.add_row("minibn", minibn.__version__)
@@ -33,7 +36,22 @@ def info(backend_name):
         table.add_row("cupy", cupy.__version__)
     except ImportError:
         table.add_row("cupy", "not installed")
+    for name, on, what in fast.switches():
+        table.add_row(f"fast path {name}", f"{'on' if on else 'off'}: {what}")
     console.print(table)
+    ops = Table(title=f"ops of a ResNet training step on {backend.backend_name()} (minibn/fast.py picks them)")
+    for column in ("op", "implementation", "runs"):
+        ops.add_column(column)
+    for op, where, phases in _ops_of_a_step():
+        ops.add_row(op, where, phases)
+    console.print(ops)
+
+
+def _ops_of_a_step() -> list[tuple[str, str, str]]:
+    """(op, the file that defines it, forward/backward) for each op of one training step of a tiny ResNet."""
+    from minibn.bench import minibn_training_step
+    _, step = minibn_training_step(depth=8, mode="all", batch_size=2, width=4, image_size=8)
+    return fast.ops_run(step)
 
 
 def _blas_name() -> str:
@@ -60,7 +78,9 @@ def _blas_name() -> str:
                                                                 "[default: standard output].")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds each exercise file may take; one that takes longer is recorded as an error.")
-def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, timeout):
+@fast_path_options
+def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, timeout, use_fast_cpu,
+              use_kernels):
     """Check every op's and layer's backward against central differences (float64).
 
     With EXERCISE, a lesson exercise file, grade what the student wrote there instead; with a folder,
@@ -72,6 +92,7 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, t
     from minibn.grading import failed_checks, run_check, to_gradescope, to_json
     from minibn.submission import Graded, grade_file
     select_backend(backend_name)
+    fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
     if exercise:
         graded = [grade_file(str(path), seed, backend.backend_name(), timeout) for path in _exercise_files(exercise)]
     else:
