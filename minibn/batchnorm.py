@@ -73,8 +73,8 @@ class BatchNorm(Function):
         if kernels.enabled_for(g) and ctx.training and g.ndim == 4:
             return kernels.batch_norm_train_backward(g, xhat, inv_std, gamma, needs_x, needs_gamma, needs_beta)
         shape, m = ctx.shape, ctx.m
-        dbeta = g.sum(axis=ctx.axes)
-        dgamma = (g * xhat).sum(axis=ctx.axes)
+        dbeta = g.sum(axis=ctx.axes, out=ctx.grad_out(2))  # out: straight into the optimizer's flat gradient
+        dgamma = (g * xhat).sum(axis=ctx.axes, out=ctx.grad_out(1))
         dx = None
         if needs_x:
             scale = (gamma * inv_std).reshape(shape)

@@ -81,13 +81,13 @@ def run(make_cases: list[Callable[[], Case]], batch_size: int, eval_batch_size: 
             for case, t, e, peak in zip(cases, train, evaluation, peaks)]
 
 
-def minibn_training_step(depth: int, mode: str, batch_size: int):
+def minibn_training_step(depth: int, mode: str, batch_size: int, image_size: int = 32):
     """A ResNet in ``mode``, its optimizer and one fixed synthetic batch; returns (model, step)."""
     rng = np.random.default_rng(0)
     model = cifar_resnet(depth, seed=0)
     set_trainable(model, mode)
     optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    images = Tensor(rng.standard_normal((batch_size, 3, 32, 32)).astype(np.float32))
+    images = Tensor(rng.standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32))
     labels = backend.to_device(rng.integers(0, 10, batch_size))
 
     def train_step():

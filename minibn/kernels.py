@@ -1,7 +1,7 @@
 """Hand-written CuPy kernels for the GPU hot spots.
 
 Every kernel here has a plain ``xp`` twin (im2col/col2im in conv.py, the BatchNorm
-formulas in batchnorm.py, cross_entropy in functional.py, SGD in optim.py), and
+formulas in batchnorm.py, cross_entropy in functional.py, sgd_update in optim.py), and
 tests/test_kernels.py checks on a GPU that both give the same numbers. They run only
 for CuPy arrays, and only while the fast paths are on: ``use_kernels(True)``,
 MINIBN_KERNELS=1, or ``minibn train/bench --kernels``.
@@ -168,16 +168,9 @@ def cross_entropy_backward(log_probs, labels, g):
     return _compiled()["cross_entropy_backward"](log_probs, labels, k, scale)
 
 
-def sgd_step(optimizer, trainable) -> None:
-    """Twin of SGD.step: one launch per parameter doing decay, mask, momentum and the update."""
-    import cupy
-    kernel = _compiled()["sgd"]
-    for i, p in trainable:
-        buf = optimizer.momentum_buffers.get(i)
-        first = buf is None
-        if first:
-            buf = optimizer.momentum_buffers[i] = cupy.empty_like(p.data)
-        scalar = p.dtype.type
-        mask = p.mask if p.mask is not None else scalar(1)  # a scalar argument: no array to allocate
-        kernel(p.grad, mask, scalar(optimizer.lr), scalar(optimizer.weight_decay), scalar(optimizer.momentum), first,
-               p.data, buf)
+def sgd_step(param, grad, mask, buffer, first: bool, lr: float, momentum: float, weight_decay: float) -> None:
+    """Twin of optim.sgd_update (with momentum): decay, mask, momentum and the update in one launch.
+    SGD calls it once per flat group, so one launch updates every trainable parameter."""
+    scalar = param.dtype.type
+    mask = mask if mask is not None else scalar(1)  # a scalar argument: no array to allocate
+    _compiled()["sgd"](grad, mask, scalar(lr), scalar(weight_decay), scalar(momentum), first, param, buffer)

@@ -24,11 +24,14 @@ class Parameter(Tensor):
 
     ``mask`` (None or a 0/1 array of the same shape) limits training to some elements:
     the optimizer never changes an element whose mask is 0 (the `random` mode).
+    ``grad_buffer`` (None, or an array of the same shape that SGD sets: a view into its flat
+    gradient) is where the backward pass puts this parameter's gradient; ``.grad`` is then that view.
     """
 
     def __init__(self, data, requires_grad: bool = True):
         super().__init__(data, requires_grad=requires_grad)
         self.mask = None
+        self.grad_buffer = None
 
 
 class Module:

@@ -93,6 +93,7 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     parts = time_by_part(profile_rows, step_ms)
     console.print("where a minibn step's time goes (each op synchronized): " + ", ".join(
         f"{name} {ms:.0f} ms ({ms / step_ms:.0%})" for name, ms in parts.items()))
+    device_ops = device_operations(depth, mode, batch_size, eval_batch_size) if on_gpu else None
     if profile:
         total = sum(row[2] for row in profile_rows)
         table = Table(title="where a training step's time goes (each op synchronized)")
@@ -107,8 +108,24 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
                   "kernels": on_gpu and kernels.kernels_enabled(),
                   "fast_cpu": not on_gpu and fast_cpu.fast_cpu_enabled(),
                   "threads": None if on_gpu else fast_cpu.num_threads(), "math": math_mode, "device": device,
-                  "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts,
+                  "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts, "device_ops": device_ops,
                   "profile": [{"op": op, "phase": phase, "ms": ms, "calls": calls}
                               for op, phase, ms, calls in profile_rows]}
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def device_operations(depth: int, mode: str, batch_size: int, eval_batch_size: int) -> dict | None:
+    """Print and return the device operations of one training step and one evaluation forward, where they
+    can be counted (CuPy's strict stand-in); a real CuPy has no counter, and the line says so."""
+    from minibn.opcount import counting_available, step_counts
+    if kernels.kernels_enabled() or not counting_available():
+        why = "the hand-written kernels cannot run in the stand-in" if counting_available() else \
+            "a real CuPy has no counter; the test suite's CuPy stand-in counts them"
+        console.print(f"device operations per step: not counted ({why})")
+        return None
+    counts = step_counts(depth, mode, batch_size, eval_batch_size)
+    console.print(f"device operations (counted by the CuPy stand-in): training step {counts['train'].total}, "
+                  f"evaluation forward {counts['eval'].total}; most in a step: " + ", ".join(
+                      f"{op} {n}" for op, n in list(counts["train"].by_op.items())[:4]))
+    return {phase: {"total": count.total, "by_op": count.by_op} for phase, count in counts.items()}
