@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from minibn import backend
+from minibn import backend, running_stats
 from minibn import functional as F
 from minibn.tensor import Tensor
 
@@ -41,7 +41,11 @@ class Module:
         self._buffer_names: list[str] = []
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        running_stats.enter()
+        try:
+            return self.forward(*args, **kwargs)
+        finally:  # the outermost call updates BatchNorm's running statistics, all at once
+            running_stats.leave(self)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError

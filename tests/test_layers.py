@@ -118,3 +118,35 @@ def test_zero_grad():
     assert layer.weight.grad is not None
     layer.zero_grad()
     assert layer.weight.grad is None
+
+
+def test_running_statistics_update_once_for_all_layers_when_the_model_returns():
+    """Inside a model's forward the BatchNorms hand their batch statistics over; when it returns, one stacked
+    update (minibn/running_stats.py) gives each layer PyTorch's formula, and later forwards keep to it."""
+    from minibn import nn
+    from minibn.models import cifar_resnet
+    from minibn.running_stats import update_now
+    from minibn import fast_cpu
+    fast_cpu.use_fast_cpu(False)  # so that each layer's forward runs (conftest puts the switch back)
+    model = cifar_resnet(8, width=4, seed=0).double()
+    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 8, 8)))
+    for step in range(3):
+        for layer in layers:  # record each layer's input (in NCHW, whatever its layout)
+            def recording(inp, _layer=layer, _real=layer.forward):
+                _layer.seen = inp.numpy()
+                return _real(inp)
+            layer.forward = recording
+        before = [(host(layer.running_mean).copy(), host(layer.running_var).copy()) for layer in layers]
+        model(x)
+        for layer, (mean, var) in zip(layers, before):
+            del layer.forward
+            batch = layer.seen
+            m = batch.size // batch.shape[1]
+            update_now(mean, var, batch.mean(axis=(0, 2, 3)), batch.var(axis=(0, 2, 3)), m, layer.momentum)
+            np.testing.assert_allclose(host(layer.running_mean), mean, rtol=1e-12)
+            np.testing.assert_allclose(host(layer.running_var), var, rtol=1e-12)
+    first = layers[0].running_mean
+    model.float()  # new arrays: the next forward stacks them again
+    model(Tensor(host(x.data).astype(np.float32)))
+    assert layers[0].running_mean is not first and layers[0].running_mean.dtype == np.float32

@@ -30,3 +30,9 @@ def test_gradients_land_in_the_flat_buffer_without_copies():
     residual block (the block's input feeds two paths)."""
     counts = step_counts(20, "bn", batch_size=2)["train"]
     assert counts.by_op["autograd and glue"] <= 1 + 9, counts.by_op
+
+
+def test_running_statistics_update_in_a_few_operations_whatever_the_depth():
+    shallow, deep = step_counts(8, "bn", batch_size=2)["train"], step_counts(20, "bn", batch_size=2)["train"]
+    key = "BatchNorm running statistics update"
+    assert shallow.by_op[key] == deep.by_op[key] <= 4, (shallow.by_op, deep.by_op)

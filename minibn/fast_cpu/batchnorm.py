@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minibn.batchnorm import update_running_stats
 from minibn.fast_cpu import buffers
 from minibn.fast_cpu.layout import FlatLayout
 from minibn.fast_cpu.threads import in_parallel, split
@@ -74,10 +75,7 @@ class BatchNormFlat(Function):
         in_parallel(work)
 
         if training:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-            running_var *= 1 - momentum
-            running_var += momentum * var * (m / (m - 1))
+            update_running_stats(running_mean, running_var, mean, var, m, momentum)
         ctx.save_for_backward(x, out if relu else None, gamma, mean, 1 / np.sqrt(var + eps))
         ctx.layout, ctx.training, ctx.has_residual = layout, training, residual is not None
         return out

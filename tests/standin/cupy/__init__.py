@@ -266,7 +266,7 @@ class ndarray:
             result = method(*host_args, **{k: _to_host_storage(v, f"ndarray.{name}") for k, v in kwargs.items()})
             if name in _SYNCING_METHODS:
                 _op("device->host copy")
-            elif result is None or _made_new_array(result, self._a):  # fill() and sort() work in place
+            elif result is None or "out" in kwargs or _made_new_array(result, self._a):  # fill() works in place
                 _op(name)
             if isinstance(kwargs.get("out"), ndarray):
                 return kwargs["out"]  # as CuPy: the out= array itself
@@ -280,6 +280,8 @@ class ndarray:
         out = kwargs.get("out")
         if out is not None:
             kwargs["out"] = tuple(_to_host_storage(o, where, allow_sequences=False) for o in out)
+        if ufunc is np.matmul and out is not None and not out[0].flags.c_contiguous:
+            raise ValueError("cupy.matmul: out must be C-contiguous (CuPy asserts it)")
         result = getattr(ufunc, method)(*args, **kwargs)
         _op(ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}")
         if out is not None:
@@ -376,7 +378,7 @@ def __getattr__(name):
             where = f"cupy.{name}"
             host_args = _to_host_storage(args, where)
             result = target(*host_args, **{k: _to_host_storage(v, where) for k, v in kwargs.items()})
-            if _made_new_array(result, *_flat_arrays(host_args)):  # views (transpose, reshape...) are not
+            if "out" in kwargs or _made_new_array(result, *_flat_arrays(host_args)):  # views are not
                 _op(name)
             if name in ("nonzero", "flatnonzero", "argwhere", "unique"):
                 _sync(f"cupy.{name}()")
@@ -402,6 +404,20 @@ def ascontiguousarray(a, dtype=None):
     if result is not a._a and _made_new_array(result, a._a):
         _op("ascontiguousarray")
     return ndarray._of(result)
+
+
+class _StrideTricks:
+    @staticmethod
+    def as_strided(x, shape=None, strides=None):
+        """A view with the given shape and strides (in bytes): no operation. NumPy's, which does not check
+        bounds either."""
+        if not isinstance(x, ndarray):
+            _refuse_host_array(x, "cupy.lib.stride_tricks.as_strided")
+        return ndarray._of(np.lib.stride_tricks.as_strided(x._a, shape, strides))
+
+
+class lib:  # noqa: N801  (a namespace, as cupy.lib is a module)
+    stride_tricks = _StrideTricks
 
 
 # ---- random numbers ----------------------------------------------------------------------------------
