@@ -6,7 +6,7 @@ shift; running_mean and running_var (C,) are buffers updated in place.
 """
 from __future__ import annotations
 
-from minibn import kernels, running_stats
+from minibn import running_stats
 from minibn.backend import array_module
 from minibn.tensor import Context, Function, Tensor
 
@@ -42,18 +42,13 @@ class BatchNorm(Function):
         axes, shape = _channel_axes_and_shape(x)
         m = x.size // x.shape[1]
         if training:
-            if m < 2:
-                raise ValueError("batch_norm in training mode needs more than one value per channel")
-            if kernels.enabled_for(x) and x.ndim == 4:
-                y, xhat, inv_std, mean, var = kernels.batch_norm_train_forward(x, gamma, beta, eps)
-            else:
-                mean = x.mean(axis=axes)
-                xhat = x - mean.reshape(shape)                  # centered for now; normalized in place below
-                var = (xhat * xhat).mean(axis=axes)
-                inv_std = 1 / array_module(x).sqrt(var + eps)
-                xhat *= inv_std.reshape(shape)
-                y = xhat * gamma.reshape(shape)
-                y += beta.reshape(shape)
+            mean = x.mean(axis=axes)
+            xhat = x - mean.reshape(shape)                  # centered for now; normalized in place below
+            var = (xhat * xhat).mean(axis=axes)
+            inv_std = 1 / array_module(x).sqrt(var + eps)
+            xhat *= inv_std.reshape(shape)
+            y = xhat * gamma.reshape(shape)
+            y += beta.reshape(shape)
             update_running_stats(running_mean, running_var, mean, var, m, momentum)
         else:
             inv_std = 1 / array_module(x).sqrt(running_var + eps)
@@ -67,8 +62,6 @@ class BatchNorm(Function):
     def backward(ctx: Context, g):
         xhat, inv_std, gamma = ctx.saved
         needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
-        if kernels.enabled_for(g) and ctx.training and g.ndim == 4:
-            return kernels.batch_norm_train_backward(g, xhat, inv_std, gamma, needs_x, needs_gamma, needs_beta)
         shape, m = ctx.shape, ctx.m
         dbeta = g.sum(axis=ctx.axes, out=ctx.grad_out(2))  # out: straight into the optimizer's flat gradient
         dgamma = (g * xhat).sum(axis=ctx.axes, out=ctx.grad_out(1))
@@ -98,7 +91,8 @@ def update_running_stats(running_mean, running_var, mean, var, m: int, momentum:
 
 def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean, running_var, training: bool,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """Normalize each channel of ``x``; see BatchNorm. ``running_mean``/``running_var`` are arrays
-    updated in place in training mode (also when gamma and beta are frozen)."""
+    """The textbook BatchNorm op; see BatchNorm. ``running_mean``/``running_var`` are arrays updated in
+    place in training mode (also when gamma and beta are frozen). Layers call F.batch_norm, which picks
+    this op or a fast version of it (minibn/fast.py)."""
     return BatchNorm.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
                            training=training, momentum=momentum, eps=eps)

@@ -12,6 +12,8 @@ import numpy as np
 
 from minibn import functional as F
 from minibn.backend import to_device
+from minibn.batchnorm import batch_norm
+from minibn.conv import conv2d
 from minibn.tensor import Tensor
 
 
@@ -76,7 +78,7 @@ def op_checks(seed: int = 0) -> list[Check]:
 
 
 def conv_checks(seed: int = 0) -> list[Check]:
-    """conv2d over strides 1/2, padding 0/1, kernels 1/3, non-square input and batch 1."""
+    """The textbook conv2d (conv.py) over strides 1/2, padding 0/1, kernels 1/3, non-square input and batch 1."""
     rng = np.random.default_rng(seed)
     r = rng.standard_normal
     cases = [  # (N, C, H, W), O, k, stride, padding
@@ -88,7 +90,7 @@ def conv_checks(seed: int = 0) -> list[Check]:
     ]
     checks = []
     for x_shape, out_channels, k, stride, padding in cases:
-        fn = lambda x, w, b, s=stride, p=padding: F.conv2d(x, w, b, stride=s, padding=p)  # noqa: E731
+        fn = lambda x, w, b, s=stride, p=padding: conv2d(x, w, b, stride=s, padding=p)  # noqa: E731
         checks.append(Check(f"conv2d k={k} s={stride} p={padding}", fn,
                             [r(x_shape), r((out_channels, x_shape[1], k, k)), r((out_channels,))],
                             names=["x", "weight", "bias"]))
@@ -96,7 +98,7 @@ def conv_checks(seed: int = 0) -> list[Check]:
 
 
 def batch_norm_checks(seed: int = 0) -> list[Check]:
-    """batch_norm on NCHW and NC input, in training and in eval mode."""
+    """The textbook batch_norm (batchnorm.py) on NCHW and NC input, in training and in eval mode."""
     rng = np.random.default_rng(seed)
     r = rng.standard_normal
     checks = []
@@ -107,8 +109,8 @@ def batch_norm_checks(seed: int = 0) -> list[Check]:
 
             def fn(x, gamma, beta, training=training, mean=running_mean, var=running_var):
                 # copies: the check runs the op many times and must not drift the buffers it reads
-                return F.batch_norm(x, gamma, beta, to_device(mean).copy(), to_device(var).copy(),
-                                    training=training)
+                return batch_norm(x, gamma, beta, to_device(mean).copy(), to_device(var).copy(),
+                                  training=training)
 
             x = r(shape) * 2 + 1
             mode = "train" if training else "eval"
@@ -123,8 +125,8 @@ def fast_cpu_checks(seed: int = 0) -> list[Check]:
     perturbs real pixels only (the flat layout's pads are not inputs, they are always zero)."""
     from minibn.fast_cpu.batchnorm import BatchNormFlat
     from minibn.fast_cpu.conv import Conv3x3Flat, ConvStridedFlat
-    from minibn.fast_cpu.layout import FlatLayout
-    from minibn.fast_cpu.resnet import FromFlat, GlobalAvgPoolFlat, ToFlat
+    from minibn.fast_cpu.layout import FlatLayout, FromFlat, ToFlat
+    from minibn.fast_cpu.pool import GlobalAvgPoolFlat
     rng = np.random.default_rng(seed)
     r = rng.standard_normal
     layout, half = FlatLayout(2, 5, 4), FlatLayout(2, 3, 2)

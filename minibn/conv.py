@@ -4,8 +4,9 @@ Layout: x (N, C, H, W), weight (O, C, kh, kw), out (N, O, Ho, Wo) with
 Ho = (H + 2 padding - kh) // stride + 1 (and Wo likewise).
 
 im2col copies, for every kernel offset (i, j), the input pixels that offset
-touches into a matrix ``cols`` of shape (C*kh*kw, N*Ho*Wo). Then the whole
-convolution is one GEMM: out = W (O, C*kh*kw) @ cols. Both im2col and col2im
+touches into an array ``cols`` of shape (C, kh, kw, N, Ho, Wo), which reshapes
+without a copy to a matrix (C*kh*kw, N*Ho*Wo). Then the whole convolution is one
+GEMM: out = W (O, C*kh*kw) @ cols. Both im2col and col2im
 loop over the kh*kw offsets with strided slices, so each step is one big array
 copy (or add) on NumPy and CuPy alike, with no scatter.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from minibn import kernels
 from minibn.backend import array_module
 from minibn.tensor import Context, Function, Tensor
 
@@ -24,8 +24,6 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 def im2col(x, kh: int, kw: int, stride: int, padding: int):
     """x (N, C, H, W) -> cols (C, kh, kw, N, Ho, Wo) with cols[c, i, j, n, y, x] = xpad[n, c, y*s+i, x*s+j]."""
-    if kernels.enabled_for(x):
-        return kernels.im2col(x, kh, kw, stride, padding)
     xp = array_module(x)
     n, c, h, w = x.shape
     ho, wo = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
@@ -41,8 +39,6 @@ def im2col(x, kh: int, kw: int, stride: int, padding: int):
 
 def col2im(cols, x_shape, stride: int, padding: int):
     """cols (C, kh, kw, N, Ho, Wo) -> dx (N, C, H, W): each patch entry added back where im2col took it."""
-    if kernels.enabled_for(cols):
-        return kernels.col2im(cols, x_shape, stride, padding)
     xp = array_module(cols)
     c, kh, kw, n, ho, wo = cols.shape
     _, _, h, w = x_shape
@@ -61,16 +57,18 @@ class Conv2d(Function):
       d weight     dW    = g @ cols^T                    (GEMM, only if the weight trains)
       d x          dx    = col2im(W^T @ g)               (GEMM, then add patches back)
       d bias       db    = g summed over N, Ho, Wo
+
+    ``to_cols`` and ``from_cols`` are im2col and col2im; kernels.Conv2dKernels passes its one-launch twins.
     """
 
     @staticmethod
-    def forward(ctx: Context, x, weight, bias=None, stride=1, padding=0):
+    def forward(ctx: Context, x, weight, bias=None, stride=1, padding=0, to_cols=im2col):
         xp = array_module(x)
         n, c, h, w = x.shape
         o, c_w, kh, kw = weight.shape
         if c != c_w:
             raise ValueError(f"conv2d: input has {c} channels but the weight expects {c_w}")
-        cols = im2col(x, kh, kw, stride, padding)
+        cols = to_cols(x, kh, kw, stride, padding)
         ho, wo = cols.shape[-2:]
         out = weight.reshape(o, -1) @ cols.reshape(c * kh * kw, -1)         # (O, N*Ho*Wo)
         out = xp.ascontiguousarray(out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3))
@@ -82,7 +80,7 @@ class Conv2d(Function):
         return out
 
     @staticmethod
-    def backward(ctx: Context, g):
+    def backward(ctx: Context, g, from_cols=col2im):
         cols, weight = ctx.saved
         o = g.shape[1]
         g_mat = g.transpose(1, 0, 2, 3).reshape(o, -1)                         # (O, N*Ho*Wo)
@@ -91,7 +89,7 @@ class Conv2d(Function):
             dcols = weight.reshape(o, -1).T @ g_mat                             # (C*kh*kw, N*Ho*Wo)
             c, kh, kw = weight.shape[1:]
             n, ho, wo = g.shape[0], g.shape[2], g.shape[3]
-            dx = col2im(dcols.reshape(c, kh, kw, n, ho, wo), ctx.x_shape, ctx.stride, ctx.padding)
+            dx = from_cols(dcols.reshape(c, kh, kw, n, ho, wo), ctx.x_shape, ctx.stride, ctx.padding)
         if ctx.needs_input_grad[1]:
             c_kk = cols.shape[0] * cols.shape[1] * cols.shape[2]
             dw = (g_mat @ cols.reshape(c_kk, -1).T).reshape(o, *cols.shape[:3])
@@ -101,7 +99,8 @@ class Conv2d(Function):
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: int = 0) -> Tensor:
-    """2-D cross-correlation (PyTorch's conv2d) of NCHW ``x`` with ``weight`` (O, C, kh, kw)."""
+    """2-D cross-correlation (PyTorch's conv2d) of NCHW ``x`` with ``weight`` (O, C, kh, kw): the textbook
+    op. Layers call F.conv2d, which picks this op or a fast version of it (minibn/fast.py)."""
     if bias is None:
         return Conv2d.apply(x, weight, stride=stride, padding=padding)
     return Conv2d.apply(x, weight, bias, stride=stride, padding=padding)

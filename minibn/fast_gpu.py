@@ -18,6 +18,7 @@ batch, a zero after each image row and a zero row after each image), without chu
 The textbook twins and test oracles are conv.Conv2d and batchnorm.BatchNorm (+ ops.Add, ops.ReLU);
 tests/test_fast_gpu.py compares them in float64. The ops are plain ``xp`` code: the tests also run them on
 NumPy.
+minibn/fast.py picks them for CuPy arrays (the ``fast_gpu`` switch, on by default).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ import numpy as np
 
 from minibn.backend import array_module
 from minibn.batchnorm import update_running_stats
-from minibn.fast_cpu.layout import FlatLayout
-from minibn.tensor import Context, Function
+from minibn.conv import conv_output_size
+from minibn.fast_cpu.layout import FlatLayout, keep
+from minibn.tensor import Context, Function, Tensor
 
 _kept: dict[tuple, object] = {}  # scratch matrices and masks, by what they are for and their shape
 
@@ -209,3 +211,11 @@ class BatchNormFlatGPU(Function):
         needs_gamma, needs_beta = ctx.needs_input_grad[1:3]
         return (dx, dgamma if needs_gamma else None, dbeta if needs_beta else None,
                 *((ge,) if ctx.has_residual else ()))
+
+
+def conv2d(x: Tensor, weight: Tensor, stride: int) -> Tensor:
+    """conv2d (no bias, padding k // 2) of ``x`` in the flat layout; the output is in the flat layout of its size."""
+    layout, k = x.layout, weight.shape[2]
+    out_layout = layout if stride == 1 else FlatLayout(
+        layout.n, *(conv_output_size(size, k, stride, k // 2) for size in (layout.h, layout.w)))
+    return keep(ConvFlatGPU.apply(x, weight, layout=layout, out_layout=out_layout, stride=stride), out_layout)

@@ -1,17 +1,17 @@
 """Layers as functions on Tensors: relu, linear, conv2d, batch_norm, pooling, losses.
 
-conv2d lives in conv.py and batch_norm in batchnorm.py; they are gathered here so
-that ``minibn.functional`` reads like ``torch.nn.functional``.
+``minibn.functional`` reads like ``torch.nn.functional``. The ops that have a fast version
+(conv2d, batch_norm, batch_norm_relu, global_avg_pool2d, cross_entropy) pick it, or their textbook
+op, in minibn/fast.py; the textbook ops are here, in conv.py and in batchnorm.py.
 """
 from __future__ import annotations
 
-from minibn import kernels, ops
+from minibn import ops
 from minibn.backend import array_module
-from minibn.batchnorm import batch_norm
-from minibn.conv import conv2d, conv2d_naive
+from minibn.conv import conv2d_naive
 from minibn.tensor import Context, Function, Tensor
 
-__all__ = ["relu", "linear", "conv2d", "conv2d_naive", "batch_norm", "global_avg_pool2d",
+__all__ = ["relu", "linear", "conv2d", "conv2d_naive", "batch_norm", "batch_norm_relu", "global_avg_pool2d",
            "log_softmax", "cross_entropy"]
 
 
@@ -46,9 +46,30 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
 
 
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: int = 0) -> Tensor:
+    """2-D cross-correlation (PyTorch's conv2d): x (N, C, H, W), weight (O, C, kh, kw), bias (O,) ->
+    (N, O, Ho, Wo). The textbook op is conv.Conv2d; fast.conv2d picks it or a fast version."""
+    return fast.conv2d(x, weight, bias, stride, padding)
+
+
+def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean, running_var, training: bool,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each channel of x (N, C, H, W) or (N, C); running_mean and running_var (C,) are arrays
+    updated in place in training mode. The textbook op is batchnorm.BatchNorm; fast.batch_norm picks."""
+    return fast.batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+
+
+def batch_norm_relu(x: Tensor, gamma: Tensor, beta: Tensor, running_mean, running_var, training: bool,
+                    residual: Tensor | None = None, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """relu(batch_norm(x) + residual), or relu(batch_norm(x)) without a residual: exactly those textbook ops
+    one after another, or one fused op where fast.batch_norm_relu has one (the flat layout)."""
+    return fast.batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum, eps, residual)
+
+
 def global_avg_pool2d(x: Tensor) -> Tensor:
-    """(N, C, H, W) -> (N, C): the mean of each feature map (the ResNet head's pooling)."""
-    return x.mean(axis=(2, 3))
+    """(N, C, H, W) -> (N, C): the mean of each feature map, x.mean(axis=(2, 3)) (the ResNet head's
+    pooling); fast.global_avg_pool2d picks that or its flat-layout twin."""
+    return fast.global_avg_pool2d(x)
 
 
 def _log_softmax(x, axis):
@@ -98,8 +119,6 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx: Context, g):
         log_probs, labels = ctx.saved
-        if kernels.enabled_for(log_probs):
-            return kernels.cross_entropy_backward(log_probs, labels, g)
         xp = array_module(log_probs)
         n = log_probs.shape[0]
         dlogits = xp.exp(log_probs)
@@ -111,4 +130,7 @@ def cross_entropy(logits: Tensor, labels) -> Tensor:
     """Softmax cross-entropy with integer class labels, averaged over the batch (fused, stable)."""
     if isinstance(labels, Tensor):
         labels = labels.data
-    return CrossEntropy.apply(logits, labels=labels)
+    return fast.cross_entropy_op(logits).apply(logits, labels=labels)
+
+
+from minibn import fast  # noqa: E402  (last: fast.py imports the ops above)

@@ -1,10 +1,10 @@
 """Hand-written CuPy kernels for the GPU hot spots.
 
-Every kernel here has a plain ``xp`` twin (im2col/col2im in conv.py, the BatchNorm
-formulas in batchnorm.py, cross_entropy in functional.py, sgd_update in optim.py), and
-tests/test_kernels.py checks on a GPU that both give the same numbers. They run only
-for CuPy arrays, and only while the fast paths are on: ``use_kernels(True)``,
-MINIBN_KERNELS=1, or ``minibn train/bench --kernels``.
+Every op here has a plain ``xp`` twin, its test oracle: Conv2dKernels is conv.Conv2d with
+im2col/col2im as one launch each, BatchNormKernels is batchnorm.BatchNorm in training mode,
+CrossEntropyKernels is functional.CrossEntropy, sgd_update is optim.sgd_update; and
+tests/test_kernels.py checks on a GPU that both give the same numbers. minibn/fast.py picks them
+for CuPy arrays while the kernels are on: ``use_kernels(True)``, MINIBN_KERNELS=1, or ``--kernels``.
 
 Why these: the plain paths launch many small kernels (im2col alone is a pad and nine
 slice copies; BatchNorm's backward is about eight), and at CIFAR sizes a GPU step is
@@ -14,26 +14,16 @@ The kernels are compiled by CuPy on first use and cached.
 from __future__ import annotations
 
 import functools
-import os
 
-from minibn.backend import is_cupy_array
+from minibn.batchnorm import BatchNorm, update_running_stats
+from minibn.conv import Conv2d, conv_output_size
+from minibn.fast import kernels_enabled, kernels_for, use_kernels  # the switch, kept here under its old names
+from minibn.functional import CrossEntropy
+from minibn.tensor import Context
 
-_enabled = os.environ.get("MINIBN_KERNELS", "0") not in ("", "0")
-
-
-def use_kernels(enabled: bool) -> None:
-    """Switch the CuPy fast paths on or off (the plain paths are always there)."""
-    global _enabled
-    _enabled = enabled
-
-
-def kernels_enabled() -> bool:
-    return _enabled
-
-
-def enabled_for(array) -> bool:
-    """True if ``array`` is a CuPy array and the fast paths are on."""
-    return _enabled and is_cupy_array(array)
+__all__ = ["use_kernels", "kernels_enabled", "enabled_for", "Conv2dKernels", "BatchNormKernels",
+           "CrossEntropyKernels", "sgd_update", "im2col", "col2im"]
+enabled_for = kernels_for
 
 
 @functools.cache
@@ -115,8 +105,6 @@ def _compiled():
 def im2col(x, kh: int, kw: int, stride: int, padding: int):
     """Twin of conv.im2col: x (N, C, H, W) -> cols (C, kh, kw, N, Ho, Wo), in one launch."""
     import cupy
-
-    from minibn.conv import conv_output_size  # imported here: conv.py imports this module
     n, c, h, w = x.shape
     ho, wo = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
     cols = cupy.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
@@ -134,43 +122,65 @@ def col2im(cols, x_shape, stride: int, padding: int):
     return dx
 
 
-def batch_norm_train_forward(x, gamma, beta, eps: float):
-    """Twin of BatchNorm.forward in training mode for NCHW: returns y, xhat, inv_std, mean, var."""
-    import cupy
-    c = x.shape[1]
-    shape = (1, c, 1, 1)
-    mean = x.mean(axis=(0, 2, 3))
-    var = _compiled()["sum_of_squared_deviations"](x, mean.reshape(shape), axis=(0, 2, 3)) / (x.size // c)
-    inv_std = 1 / cupy.sqrt(var + eps)
-    xhat, y = _compiled()["bn_forward"](x, mean.reshape(shape), inv_std.reshape(shape), gamma.reshape(shape),
-                                        beta.reshape(shape))
-    return y, xhat, inv_std, mean, var
+class Conv2dKernels(Conv2d):
+    """conv.Conv2d (its twin and oracle) with im2col and col2im as one launch each."""
+
+    @staticmethod
+    def forward(ctx: Context, x, weight, bias=None, stride=1, padding=0):
+        return Conv2d.forward(ctx, x, weight, bias, stride, padding, to_cols=im2col)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        return Conv2d.backward(ctx, g, from_cols=col2im)
 
 
-def batch_norm_train_backward(g, xhat, inv_std, gamma, needs_x: bool, needs_gamma: bool, needs_beta: bool):
-    """Twin of BatchNorm.backward in training mode for NCHW: (dx, dgamma, dbeta)."""
-    c = g.shape[1]
-    m = g.size // c
-    shape = (1, c, 1, 1)
-    dbeta = g.sum(axis=(0, 2, 3))
-    dgamma = _compiled()["sum_of_products"](g, xhat, axis=(0, 2, 3))
-    dx = None
-    if needs_x:
-        dx = _compiled()["bn_backward_x"](g, xhat, (gamma * inv_std).reshape(shape), (dbeta / m).reshape(shape),
-                                          (dgamma / m).reshape(shape))
-    return dx, (dgamma if needs_gamma else None), (dbeta if needs_beta else None)
+class BatchNormKernels(BatchNorm):
+    """batchnorm.BatchNorm (its twin and oracle) in training mode on NCHW: the variance, the normalization
+    and the input gradient each one launch. fast.py picks it for training-mode (N, C, H, W) input only."""
+
+    @staticmethod
+    def forward(ctx: Context, x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+        import cupy
+        c = x.shape[1]
+        shape, m = (1, c, 1, 1), x.size // c
+        mean = x.mean(axis=(0, 2, 3))
+        var = _compiled()["sum_of_squared_deviations"](x, mean.reshape(shape), axis=(0, 2, 3)) / m
+        inv_std = 1 / cupy.sqrt(var + eps)
+        xhat, y = _compiled()["bn_forward"](x, mean.reshape(shape), inv_std.reshape(shape), gamma.reshape(shape),
+                                            beta.reshape(shape))
+        update_running_stats(running_mean, running_var, mean, var, m, momentum)
+        ctx.save_for_backward(xhat, inv_std, gamma)
+        ctx.training, ctx.axes, ctx.shape, ctx.m = True, (0, 2, 3), shape, m
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        xhat, inv_std, gamma = ctx.saved
+        needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
+        shape, m = ctx.shape, ctx.m
+        dbeta = g.sum(axis=(0, 2, 3))
+        dgamma = _compiled()["sum_of_products"](g, xhat, axis=(0, 2, 3))
+        dx = None
+        if needs_x:
+            dx = _compiled()["bn_backward_x"](g, xhat, (gamma * inv_std).reshape(shape), (dbeta / m).reshape(shape),
+                                              (dgamma / m).reshape(shape))
+        return dx, (dgamma if needs_gamma else None), (dbeta if needs_beta else None)
 
 
-def cross_entropy_backward(log_probs, labels, g):
-    """Twin of CrossEntropy.backward: (softmax - onehot) * g / N in one launch."""
-    n, k = log_probs.shape
-    scale = (g / n).reshape(1).astype(log_probs.dtype)
-    return _compiled()["cross_entropy_backward"](log_probs, labels, k, scale)
+class CrossEntropyKernels(CrossEntropy):
+    """functional.CrossEntropy (its twin and oracle) with the backward, (softmax - onehot) * g / N, in one launch."""
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        log_probs, labels = ctx.saved
+        n, k = log_probs.shape
+        scale = (g / n).reshape(1).astype(log_probs.dtype)
+        return _compiled()["cross_entropy_backward"](log_probs, labels, k, scale)
 
 
-def sgd_step(param, grad, mask, buffer, first: bool, lr: float, momentum: float, weight_decay: float) -> None:
-    """Twin of optim.sgd_update (with momentum): decay, mask, momentum and the update in one launch.
-    SGD calls it once per flat group, so one launch updates every trainable parameter."""
+def sgd_update(param, grad, mask, buffer, first: bool, lr: float, momentum: float, weight_decay: float) -> None:
+    """Twin of optim.sgd_update (with momentum): decay, mask, momentum and the step in one launch. SGD calls
+    it once per flat group of parameters, so one launch updates every trainable parameter."""
     scalar = param.dtype.type
     mask = mask if mask is not None else scalar(1)  # a scalar argument: no array to allocate
     _compiled()["sgd"](grad, mask, scalar(lr), scalar(weight_decay), scalar(momentum), first, param, buffer)

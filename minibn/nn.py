@@ -247,6 +247,12 @@ class BatchNorm2d(Module):
         return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
                             training=self.training, momentum=self.momentum, eps=self.eps)
 
+    def forward_relu(self, x, residual=None):
+        """relu(self(x) + residual), or relu(self(x)) without a residual: F.batch_norm_relu, one fused op
+        where a fast version exists, else exactly those textbook ops."""
+        return F.batch_norm_relu(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                 training=self.training, residual=residual, momentum=self.momentum, eps=self.eps)
+
 
 class Linear(Module):
     """out = x W^T + b; weight He-normal, bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""

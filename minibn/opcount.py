@@ -53,7 +53,7 @@ def count_device_ops(call: Callable[[], object]) -> OpCount | None:
 def _labelled_by_op(cupy):
     """Label each operation with the op running it: the engine opens profiler.timing(op, phase) around
     every forward and backward (and bench around SGD.step), so that is where the label goes."""
-    profiler.timing = lambda op, phase: cupy.op_label(f"{op} {phase}")
+    profiler.timing = lambda op, phase: cupy.op_label(f"{op if isinstance(op, str) else op.__name__} {phase}")
     try:
         yield
     finally:
@@ -62,8 +62,8 @@ def _labelled_by_op(cupy):
 
 def step_counts(depth: int, mode: str, batch_size: int = 8, eval_batch_size: int = 8,
                 image_size: int = 32) -> dict[str, OpCount | None]:
-    """Device operations of one ResNet training step (forward, backward, SGD), after a first step (which
-    also makes the momentum buffers), and of one evaluation forward. The counts do not depend on the batch
+    """Device operations of one ResNet training step (forward, backward, SGD) and of one evaluation forward,
+    each after a first one (which also makes the momentum buffers and what ops keep between calls). The counts do not depend on the batch
     sizes (tests/test_op_counts.py checks it), so a small batch is enough."""
     from minibn.bench import minibn_training_step
     model, train_step = minibn_training_step(depth, mode, batch_size, image_size)
@@ -76,6 +76,7 @@ def step_counts(depth: int, mode: str, batch_size: int = 8, eval_batch_size: int
         with no_grad():
             model(images)
     model.eval()
+    eval_forward()  # the first also makes what is kept from call to call (fast_gpu's scratch matrices, masks)
     evaluation = count_device_ops(eval_forward)
     model.train()
     return {"train": train, "eval": evaluation}

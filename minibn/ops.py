@@ -2,8 +2,9 @@
 
 Reductions (sum, mean, max) and shape ops (reshape, transpose, indexing, pad) are in shape_ops.py.
 
-Each op is a Function whose forward and backward sit together. Shapes use
-N, D for "any shape"; ``g`` is the upstream gradient dL/d(out), of out's shape.
+Each op is a Function whose forward and backward sit together, with the shapes in its
+docstring (a, b and out are arrays of any shape); ``g`` is the upstream gradient dL/d(out), of
+out's shape.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def unbroadcast(grad, shape):
 class Add(Function):
     """out = a + b (broadcast).  da = unbroadcast(g), db = unbroadcast(g)."""
 
+    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
+
     @staticmethod
     def forward(ctx: Context, a, b):
         ctx.shapes = a.shape, b.shape
@@ -43,6 +46,8 @@ class Add(Function):
 class Sub(Function):
     """out = a - b (broadcast).  da = unbroadcast(g), db = -unbroadcast(g)."""
 
+    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
+
     @staticmethod
     def forward(ctx: Context, a, b):
         ctx.shapes = a.shape, b.shape
@@ -56,6 +61,8 @@ class Sub(Function):
 
 class Mul(Function):
     """out = a * b (broadcast).  da = unbroadcast(g * b), db = unbroadcast(g * a)."""
+
+    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
 
     @staticmethod
     def forward(ctx: Context, a, b):
@@ -88,6 +95,8 @@ class Div(Function):
 
 class Neg(Function):
     """out = -a.  da = -g."""
+
+    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
 
     @staticmethod
     def forward(ctx: Context, a):
@@ -160,6 +169,8 @@ class Sqrt(Function):
 
 class ReLU(Function):
     """out = max(a, 0).  da = g * [a > 0]  (the kink at 0 gets gradient 0, as in PyTorch)."""
+
+    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
 
     @staticmethod
     def forward(ctx: Context, a):

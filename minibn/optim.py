@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from minibn import kernels
+from minibn import fast
 from minibn.backend import array_module, to_device
-from minibn.nn import Parameter
+
+if TYPE_CHECKING:
+    from minibn.nn import Parameter
 
 
 def sgd_update(param, grad, mask, buffer, first: bool, lr: float, momentum: float, weight_decay: float) -> None:
@@ -122,10 +124,8 @@ class SGD:
                         self.momentum_buffers[i] = group.momentum_views[i]
 
     def _update(self, param, grad, mask, buffer, first: bool) -> None:
-        if self.momentum and kernels.enabled_for(param):
-            kernels.sgd_step(param, grad, mask, buffer, first, self.lr, self.momentum, self.weight_decay)
-        else:
-            sgd_update(param, grad, mask, buffer, first, self.lr, self.momentum, self.weight_decay)
+        update = fast.sgd_update(param, self.momentum)  # sgd_update above, or its one-launch CuPy twin
+        update(param, grad, mask, buffer, first, self.lr, self.momentum, self.weight_decay)
 
     def _flat_groups(self) -> list[FlatGroup]:
         """The flat groups of the trainable parameters, rebuilt when those or their arrays changed."""

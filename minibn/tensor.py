@@ -12,9 +12,14 @@ from __future__ import annotations
 import contextlib
 import time
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from minibn import backend
+
+if TYPE_CHECKING:
+    from minibn.fast_cpu.layout import FlatLayout
 
 _grad_enabled = True
 
@@ -64,7 +69,17 @@ class Function:
 
     ``backward`` returns one gradient per array input of ``forward``, each of that
     input's shape, or None for inputs with ``ctx.needs_input_grad[i]`` False.
+
+    ``flat_inputs`` says what the op does with an input in the fast path's flat layout (a Tensor
+    whose ``layout`` is set; see minibn/fast.py):
+      "nchw"         it gets it back in (N, C, H, W) first: most ops index, reshape or reduce;
+      "elementwise"  it runs on the flat arrays as they are when every input has the same layout,
+                     and so does its output: an elementwise op that maps zeros to zero keeps the
+                     layout's pads zero (add, sub, mul, neg, relu);
+      "flat"         it is written for the flat layout (minibn/fast_cpu).
     """
+
+    flat_inputs = "nchw"
 
     @staticmethod
     def forward(ctx: Context, *arrays, **options):
@@ -79,15 +94,28 @@ class Function:
         dtype = next(x.dtype for x in inputs if isinstance(x, Tensor))
         # constants (Python numbers, arrays) take the dtype of the tensor operands
         tensors = tuple(x if isinstance(x, Tensor) else Tensor(backend.to_device(x, dtype)) for x in inputs)
+        layout = None
+        if cls.flat_inputs != "flat" and any(t.layout is not None for t in tensors):
+            tensors, layout = _take_flat_inputs(cls, tensors)
         needs = tuple(_grad_enabled and t.requires_grad for t in tensors)
         ctx = Context(needs)
-        with profiler.timing(cls.__name__, "forward"):
-            out = Tensor(cls.forward(ctx, *(t.data for t in tensors), **options))
+        with profiler.timing(cls, "forward"):
+            out = Tensor(cls.forward(ctx, *(t._data for t in tensors), **options))
+        out.layout = layout
         if ctx.requires_grad:
             out.requires_grad = True
             out._ctx = ctx
             ctx.fn, ctx.parents = cls, tensors
         return out
+
+
+def _take_flat_inputs(cls, tensors):
+    """The inputs as ``cls`` takes them, and its output's layout: flat inputs stay flat only for an
+    elementwise op whose inputs all share one layout; otherwise they go back to (N, C, H, W)."""
+    layouts = {t.layout for t in tensors}
+    if cls.flat_inputs == "elementwise" and len(layouts) == 1:
+        return tensors, layouts.pop()
+    return tuple(t if t.layout is None else t.layout.to_nchw(t) for t in tensors), None
 
 
 class Tensor:
@@ -102,31 +130,46 @@ class Tensor:
     __array_priority__ = 1000  # so that numpy_array * tensor calls Tensor.__rmul__
 
     def __init__(self, data, requires_grad: bool = False):
+        layout = None
         if isinstance(data, Tensor):
-            data = data.data
+            data, layout = data._data, data.layout
         if not backend.is_cupy_array(data):
             data = backend.to_device(data)
-        self.data = data
+        self._data = data  # the array as stored: see ``data`` and ``layout``
         self.grad = None
         self.requires_grad = requires_grad
         self._ctx: Context | None = None  # set on outputs of ops that need a backward
+        # None: the array is stored as it is. A FlatLayout: an (N, C, H, W) batch stored in the fast path's
+        # flat layout, as a (C, length) array (minibn/fast_cpu/layout.py), which only ops and tensor.py see
+        self.layout: FlatLayout | None = layout
 
     # ---- array-like properties -------------------------------------------------
     @property
+    def data(self):
+        """The array, of ``shape``; for a tensor stored in the flat layout, an (N, C, H, W) view of it."""
+        return self._data if self.layout is None else self.layout.nchw_view(self._data)
+
+    @data.setter
+    def data(self, array) -> None:
+        self._data, self.layout = array, None
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        if self.layout is not None:
+            return self.layout.nchw_shape(self._data.shape[0])
+        return tuple(self._data.shape)
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim if self.layout is None else 4
 
     @property
     def size(self) -> int:
-        return int(self.data.size)
+        return int(self._data.size) if self.layout is None else int(np.prod(self.shape))
 
     def numpy(self) -> np.ndarray:
         """A NumPy copy of the data (from the GPU if need be)."""
@@ -135,9 +178,13 @@ class Tensor:
     def item(self) -> float:
         return self.data.item()
 
+    def to_nchw(self) -> "Tensor":
+        """This tensor stored as an ordinary array: itself, or, from the flat layout, converted (FromFlat)."""
+        return self if self.layout is None else self.layout.to_nchw(self)
+
     def detach(self) -> "Tensor":
         """The same data, cut off from the graph."""
-        return Tensor(self.data)
+        return Tensor(self)
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -156,12 +203,14 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: "
                                "no input of the ops that made it had requires_grad=True")
-        xp = backend.array_module(self.data)
+        if self.layout is not None:  # the upstream gradient is (N, C, H, W), like the shape
+            return self.to_nchw().backward(grad)
+        xp = backend.array_module(self._data)
         if grad is None:
             if self.size != 1:
                 raise RuntimeError(f"backward() without a gradient needs a one-element tensor, "
                                    f"got shape {self.shape}; pass grad= of that shape")
-            grad = xp.ones_like(self.data)
+            grad = xp.ones_like(self._data)
         grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
         _check_shape(grad, self.shape, "the upstream gradient", "backward()")
 
@@ -178,7 +227,7 @@ class Tensor:
                                    "its saved arrays were freed; run the forward again")
             ctx.grad_outs = tuple(_free_grad_buffer(parent, handed_out) if needed else None
                                   for parent, needed in zip(ctx.parents, ctx.needs_input_grad))
-            with profiler.timing(fn.__name__, "backward"):
+            with profiler.timing(fn, "backward"):
                 input_grads = fn.backward(ctx, node_grad)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
@@ -186,7 +235,7 @@ class Tensor:
             for parent, needed, parent_grad in zip(ctx.parents, ctx.needs_input_grad, input_grads):
                 if not needed:
                     continue
-                _check_shape(parent_grad, parent.shape, "gradient", f"{fn.__name__}.backward")
+                _check_shape(parent_grad, parent._data.shape, "gradient", f"{fn.__name__}.backward")
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
             ctx.parents = ()  # and let go of the inputs: the activations die with the last use, not with the loss
@@ -287,23 +336,28 @@ class _Profiler:
         import os
         self.enabled = os.environ.get("MINIBN_PROFILE", "") not in ("", "0")
         self.totals: dict[tuple[str, str], list[float]] = {}
+        self.modules: dict[str, str] = {}  # op name -> the module that defines it: which implementation ran
 
-    def timing(self, op: str, phase: str):
-        """A context manager timing ``op``; a shared do-nothing one when profiling is off (the hot path)."""
+    def timing(self, op, phase: str):
+        """A context manager timing ``op`` (a Function class, or a name); a shared do-nothing one when
+        profiling is off (the hot path)."""
         return self._timed(op, phase) if self.enabled else _NOT_TIMED
 
     @contextlib.contextmanager
-    def _timed(self, op: str, phase: str):
+    def _timed(self, op, phase: str):
+        name = op if isinstance(op, str) else op.__name__
+        self.modules[name] = "" if isinstance(op, str) else op.__module__
         backend.synchronize()
         start = time.perf_counter()
         yield
         backend.synchronize()
-        entry = self.totals.setdefault((op, phase), [0.0, 0])
+        entry = self.totals.setdefault((name, phase), [0.0, 0])
         entry[0] += time.perf_counter() - start
         entry[1] += 1
 
     def reset(self) -> None:
         self.totals.clear()
+        self.modules.clear()
 
 
 _NOT_TIMED = contextlib.nullcontext()

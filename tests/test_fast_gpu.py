@@ -8,7 +8,7 @@ from minibn import functional as F
 from minibn.backend import array_module
 from minibn.fast_cpu.layout import FlatLayout
 from minibn.fast_gpu import BatchNormFlatGPU, ConvFlatGPU
-from tests.conftest import host
+from tests.conftest import STANDIN, host
 
 
 def to_flat(x, layout):
@@ -83,3 +83,35 @@ def test_batch_norm_equals_the_textbook_ops(training, relu, residual):
     if residual:
         close(from_flat(flat[3].grad, layout), ref[3].grad)
     close(stats[1][0], stats[0][0]), close(stats[1][1], stats[0][1])
+
+
+@pytest.mark.skipif(not STANDIN, reason="minibn picks fast_gpu's ops for CuPy arrays: the stand-in run has them "
+                                        "(tests/test_cupy_standin.py)")
+@pytest.mark.parametrize("mode", ["bn", "all", "random"])
+def test_a_resnet_trains_the_same_on_the_flat_path_and_the_textbook_path(mode):
+    """Float64, three SGD steps: logits, every parameter's gradient, parameters and running statistics."""
+    from minibn import fast
+    from minibn.models import cifar_resnet, set_trainable
+    from minibn.optim import SGD
+
+    def run(flat):
+        fast.use_fast_gpu(flat)
+        rng = np.random.default_rng(0)
+        model = cifar_resnet(8, width=4, seed=0).double()
+        set_trainable(model, mode, seed=0)
+        optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        x, labels = Tensor(rng.standard_normal((4, 3, 8, 8))), rng.integers(0, 10, 4)
+        seen = []
+        for _ in range(3):
+            optimizer.zero_grad()
+            logits = model(x)
+            F.cross_entropy(logits, labels).backward()
+            seen += [host(logits.data)] + [host(p.grad) for p in model.parameters() if p.grad is not None]
+            optimizer.step()
+        return seen, model.state_dict()
+    (flat_seen, flat_state), (textbook_seen, textbook_state) = run(True), run(False)
+    assert len(flat_seen) == len(textbook_seen)
+    for a, b in zip(flat_seen, textbook_seen):
+        close(a, b)
+    for name in textbook_state:
+        close(flat_state[name], textbook_state[name])

@@ -41,7 +41,10 @@ class BatchNormFlat(Function):
 
     Training mode uses the batch statistics over the M = N*H*W pixels and updates the running
     buffers in place (unbiased variance, as PyTorch); eval mode uses the running statistics.
+    Its textbook twin, and test oracle: relu(batchnorm.BatchNorm(x) + residual), three ops.
     """
+
+    flat_inputs = "flat"
 
     @staticmethod
     def forward(ctx: Context, x, gamma, beta, residual=None, *, layout: FlatLayout, running_mean, running_var,

@@ -25,11 +25,12 @@ _storages: list[np.ndarray] = []  # 1-D uint8 arrays; handed out as views
 _scratch = threading.local()  # each thread's own work arrays, by name
 
 
-def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """Like np.empty: uninitialized memory, reused from an earlier step where possible."""
-    dtype = np.dtype(dtype)
-    if not is_grad_enabled():
-        return np.empty(shape, dtype)
+def empty(shape: tuple[int, ...], dtype, xp=np):
+    """Like xp.empty: uninitialized memory, reused from an earlier step where possible (NumPy only:
+    CuPy's memory pool already reuses device memory, and the device has no page faults to save)."""
+    dtype, xp = np.dtype(dtype), xp or np
+    if xp is not np or not is_grad_enabled():
+        return xp.empty(shape, dtype)
     size = int(np.prod(shape)) * dtype.itemsize
     best = None  # the smallest free storage that fits, so that big ones stay free for big arrays
     for storage in _storages:
@@ -43,8 +44,8 @@ def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
     return best[:size].view(dtype).reshape(shape)
 
 
-def zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
-    out = empty(shape, dtype)
+def zeros(shape: tuple[int, ...], dtype, xp=np):
+    out = empty(shape, dtype, xp)
     out.fill(0)
     return out
 

@@ -1,6 +1,8 @@
 """Convolutions on the flat layout (layout.py), in chunks that fit the cache, on all cores.
 
-Two ops, each a Function with its forward and backward side by side:
+Two ops, each a Function with its forward and backward side by side, and ``conv2d``, which
+picks one (minibn/fast.py calls it for F.conv2d). Their textbook twin, and test oracle, is
+minibn/conv.py's Conv2d: the same GEMMs, on (N, C, H, W) arrays.
 - Conv3x3Flat: 3x3, stride 1, padding 1, flat in and flat out (same layout). Every output
   position, pads included, is computed, because each kernel offset is one contiguous slice.
 - ConvStridedFlat: any k x k, stride s, padding p <= 1 (the ResNet's 3x3 stride 2 and its 1x1
@@ -20,13 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from minibn.conv import conv_output_size
 from minibn.fast_cpu import buffers
 from minibn.fast_cpu.buffers import scratch
-from minibn.fast_cpu.layout import FlatLayout
+from minibn.fast_cpu.layout import FlatLayout, keep
 from minibn.fast_cpu.threads import in_parallel, num_threads, split
-from minibn.tensor import Context, Function
+from minibn.tensor import Context, Function, Tensor
 
-CHUNK_BYTES = 2 << 20  # columns per chunk (tuned on a 2-core Xeon with 2 MiB of L2 per core)
+CHUNK_BYTES = 2 << 20  # bytes of columns per chunk, 2 MiB (tuned on a 2-core Xeon with 2 MiB of L2 per core)
 
 
 def chunk_bounds(count: int, bytes_per_item: int) -> list[tuple[int, int]]:
@@ -113,6 +116,8 @@ class Conv3x3Flat(Function):
     d weight  dW[:, :, i, j] = sum_q g[:, q] x[:, q + (i-1)Wp + (j-1)]^T   (only if the weight trains)
     """
 
+    flat_inputs = "flat"
+
     @staticmethod
     def forward(ctx: Context, x, weight, layout: FlatLayout):
         ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight)  # x only for dW
@@ -151,6 +156,8 @@ class ConvStridedFlat(Function):
     d x       dcols = W_mat^T @ g, each offset's slice added back where it was read (col2im)
     d weight  dW = g @ cols^T   (only if the weight trains)
     """
+
+    flat_inputs = "flat"
 
     @staticmethod
     def forward(ctx: Context, x, weight, layout: FlatLayout, out_layout: FlatLayout, stride: int, padding: int):
@@ -215,3 +222,20 @@ class ConvStridedFlat(Function):
         if needs_w:
             dw = sum(partial).reshape(weight.shape[0], k, k, -1).transpose(0, 3, 1, 2).copy()
         return dx, dw
+
+
+# ---- which op a conv layer runs ----------------------------------------------------------------
+def has_flat_version(weight_shape, bias, padding: int) -> bool:
+    """A square kernel, no bias, padding at most 1 (the flat layout's pads are one pixel wide)."""
+    k = weight_shape[2]
+    return bias is None and weight_shape[3] == k and padding <= min(1, k // 2)
+
+
+def conv2d(x: Tensor, weight: Tensor, stride: int, padding: int) -> Tensor:
+    """conv2d (no bias) of ``x`` in the flat layout; the output is in the flat layout of its own size."""
+    layout, k = x.layout, weight.shape[2]
+    if k == 3 and stride == 1 and padding == 1:
+        return keep(Conv3x3Flat.apply(x, weight, layout=layout), layout)
+    out_layout = FlatLayout(layout.n, *(conv_output_size(size, k, stride, padding) for size in (layout.h, layout.w)))
+    out = ConvStridedFlat.apply(x, weight, layout=layout, out_layout=out_layout, stride=stride, padding=padding)
+    return keep(out, out_layout)

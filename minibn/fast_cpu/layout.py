@@ -23,14 +23,19 @@ conv is the same gather of the output gradient, with no col2im scatter and no NC
 The price: outputs computed at pad positions are garbage. Every op of the fast path leaves zeros
 in all pads and margins of what it returns (activations and gradients alike), and may rely on
 finding zeros there. Zero pads also let BatchNorm sum over every position of a row.
+
+A Tensor in this layout has its ``layout`` set to the FlatLayout (and its ``shape`` is still
+(N, C, H, W)). ToFlat and FromFlat below are the two conversions, as ops with a backward: ops with a
+flat version call ``flat`` on their input, and Function.apply calls ``to_nchw`` for any other op.
+The layout is plain ``xp`` code; only the reuse of NumPy arrays (buffers.py) is NumPy's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from minibn.backend import array_module
 from minibn.fast_cpu import buffers
+from minibn.tensor import Context, Function, Tensor
 
 
 @dataclass(frozen=True)
@@ -65,22 +70,25 @@ class FlatLayout:
     def pixels_per_channel(self) -> int:  # M of BatchNorm: the real pixels only
         return self.n * self.h * self.w
 
-    def grid(self, flat: np.ndarray) -> np.ndarray:
+    def nchw_shape(self, channels: int) -> tuple[int, int, int, int]:
+        return self.n, channels, self.h, self.w
+
+    def grid(self, flat):
         """A view (C, N, Hp, Wp) of every image with its pads (no copy)."""
         return flat[:, self.margin:self.margin + self.positions].reshape(flat.shape[0], self.n, self.hp, self.wp)
 
-    def pixels(self, flat: np.ndarray) -> np.ndarray:
+    def pixels(self, flat):
         """A view (C, N, H, W) of the real pixels only (no copy)."""
         return self.grid(flat)[:, :, :self.h, :self.w]
 
-    def empty(self, channels: int, dtype) -> np.ndarray:
+    def empty(self, channels: int, dtype, xp=None):
         """A (C, length) array whose margins are zero; the caller fills every position."""
-        flat = buffers.empty((channels, self.length), dtype)
+        flat = buffers.empty((channels, self.length), dtype, xp)
         flat[:, :self.margin] = 0
         flat[:, self.margin + self.positions:] = 0
         return flat
 
-    def zero_pads(self, flat: np.ndarray) -> np.ndarray:
+    def zero_pads(self, flat):
         """Write zeros into the pads and margins of ``flat`` (in place), leaving the pixels alone."""
         grid = self.grid(flat)
         grid[:, :, self.h, :] = 0
@@ -90,13 +98,64 @@ class FlatLayout:
         return flat
 
 
-def to_flat(images: np.ndarray, layout: FlatLayout) -> np.ndarray:
+    def to_nchw(self, x: Tensor) -> Tensor:
+        """A Tensor in this layout, back in (N, C, H, W) (an op with a backward: FromFlat)."""
+        return FromFlat.apply(x, layout=self)
+
+    def nchw_view(self, flat):
+        """The (N, C, H, W) pixels of ``flat``, as a view (no copy): what Tensor.data shows."""
+        return self.pixels(flat).transpose(1, 0, 2, 3)
+
+
+def to_flat(images, layout: FlatLayout):
     """(N, C, H, W) -> (C, length) in the flat layout, pads zero."""
-    flat = buffers.zeros((images.shape[1], layout.length), images.dtype)
+    flat = buffers.zeros((images.shape[1], layout.length), images.dtype, array_module(images))
     layout.pixels(flat)[...] = images.transpose(1, 0, 2, 3)
     return flat
 
 
-def from_flat(flat: np.ndarray, layout: FlatLayout) -> np.ndarray:
+def from_flat(flat, layout: FlatLayout):
     """(C, length) -> (N, C, H, W), a contiguous copy of the pixels."""
-    return np.ascontiguousarray(layout.pixels(flat).transpose(1, 0, 2, 3))
+    return array_module(flat).ascontiguousarray(layout.pixels(flat).transpose(1, 0, 2, 3))
+
+
+class ToFlat(Function):
+    """(N, C, H, W) -> (C, length) in the flat layout.  dx = the pixels of g, back in NCHW."""
+
+    @staticmethod
+    def forward(ctx: Context, images, layout: FlatLayout):
+        ctx.layout = layout
+        return to_flat(images, layout)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        return from_flat(g, ctx.layout)
+
+
+class FromFlat(Function):
+    """(C, length) -> (N, C, H, W), the pixels only.  dx = g in the flat layout, zeros at the pads."""
+
+    flat_inputs = "flat"
+
+    @staticmethod
+    def forward(ctx: Context, flat, layout: FlatLayout):
+        ctx.layout = layout
+        return from_flat(flat, layout)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        return to_flat(g, ctx.layout)
+
+
+def flat(x: Tensor) -> Tensor:
+    """``x`` in the flat layout: as it is if it already is, else converted (ToFlat), e.g. at a network's stem."""
+    if x.layout is not None:
+        return x
+    n, _, h, w = x.shape
+    return keep(ToFlat.apply(x, layout=FlatLayout(n, h, w)), FlatLayout(n, h, w))
+
+
+def keep(out: Tensor, layout: FlatLayout) -> Tensor:
+    """Mark the output of a flat op as being in ``layout``; returns it."""
+    out.layout = layout
+    return out
