@@ -72,13 +72,18 @@ console.print(f"im2col is {naive_s / fast_s:.0f}x faster here. The price is memo
 # %% [markdown]
 # ## How the fast CPU path gets its speed
 #
-# On NumPy, `cifar_resnet` runs its convolutions through `minibn/fast_cpu` (read `layout.py` and
-# `conv.py` there). The numbers are the same as above; the work is arranged differently:
+# On NumPy, `F.conv2d` (which `nn.Conv2d` calls) runs `minibn/fast_cpu/conv.py` instead of
+# `conv.py`'s `Conv2d` whenever the conv has a version there: `minibn/fast.py` picks, op by op, and
+# `python -m minibn info` lists what each op of a ResNet step ran. The numbers are the same as
+# above; the work is arranged differently:
 #
 # 1. **A flat, padded layout.** Each channel is one long row holding every image, each image row
 #    followed by one zero and each image by a zero row. Then kernel offset (i, j) of every output
 #    pixel is the same shift, `(i-1)*(W+1) + (j-1)`, so im2col is nine slice copies, and the input
 #    gradient is the same gather of the output gradient with the kernel flipped: no col2im scatter.
+#    The output stays in this layout (its Tensor has `layout` set; `shape` and `data` still read
+#    NCHW), so the next conv or BatchNorm takes it as it is: a ResNet converts at its stem and at its
+#    pool only, and any op without a flat version gets NCHW back first (`Function.apply`).
 # 2. **Cache-sized chunks.** Gather the columns of about 2 MiB of output positions and multiply them
 #    while they are still in the core's cache, instead of streaming a 9x-larger matrix through memory.
 # 3. **One thread per core**, each running single-threaded BLAS on its own chunks.

@@ -11,6 +11,7 @@ from minibn.backend import to_host
 from minibn.nn import BatchNorm2d, Module
 
 THRESHOLDS = (0.01, 0.05, 0.1)
+PAPER_THRESHOLD = 0.05  # the paper counts a gamma as switched off when |gamma| < 0.05
 
 # CIFAR-10 test accuracy (%) after 160 epochs, from ../shared/docs/recipe.md. The per-depth figures
 # are read off the paper's plots by secondary reports: approximate.
@@ -88,9 +89,11 @@ def plot_gamma_histogram(groups: dict[str, np.ndarray], title: str, out: Path) -
     everything = np.concatenate(list(groups.values()))
     bins = np.linspace(min(everything.min(), 0), max(everything.max(), 1), 41)
     ax.hist([groups[s] for s in groups], bins=bins, stacked=True, label=list(groups))
+    ax.axvspan(-PAPER_THRESHOLD, PAPER_THRESHOLD, color="grey", alpha=0.3, zorder=0,
+               label=f"|gamma| < {PAPER_THRESHOLD}: {(np.abs(everything) < PAPER_THRESHOLD).mean():.1%} of channels")
     ax.axvline(0, color="black", lw=0.8)
     ax.set(xlabel="gamma", ylabel="channels", title=title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return _save(fig, out)
 
 

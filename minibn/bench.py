@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from minibn import backend
+from minibn import backend, fast
 from minibn import functional as F
 from minibn.models import cifar_resnet, set_trainable
 from minibn.optim import SGD
@@ -81,19 +81,20 @@ def run(make_cases: list[Callable[[], Case]], batch_size: int, eval_batch_size: 
             for case, t, e, peak in zip(cases, train, evaluation, peaks)]
 
 
-def minibn_training_step(depth: int, mode: str, batch_size: int, image_size: int = 32):
+def minibn_training_step(depth: int, mode: str, batch_size: int, width: int = 16, image_size: int = 32):
     """A ResNet in ``mode``, its optimizer and one fixed synthetic batch; returns (model, step)."""
     rng = np.random.default_rng(0)
-    model = cifar_resnet(depth, seed=0)
+    model = cifar_resnet(depth, width=width, seed=0)
     set_trainable(model, mode)
     optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     images = Tensor(rng.standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32))
     labels = backend.to_device(rng.integers(0, 10, batch_size))
+    update = fast.sgd_update(model.fc.weight.data, optimizer.momentum)  # the update step() applies, for the profile
 
     def train_step():
         optimizer.zero_grad()
         F.cross_entropy(model(images), labels).backward()
-        with profiler.timing("SGD", "step"):
+        with profiler.timing(update, "step"):
             optimizer.step()
     return model, train_step
 
@@ -155,8 +156,9 @@ def torch_case(depth: int, mode: str, batch_size: int, eval_batch_size: int, on_
 
 
 def profile_steps(depth: int, mode: str, batch_size: int, steps: int = 3) -> tuple[list[tuple], float]:
-    """Per-op time of ``steps`` training steps: rows of (op, forward/backward, ms per step, calls per
-    step), slowest first, and the wall-clock ms of a profiled step (ops are synchronized one by one)."""
+    """Per-op time of ``steps`` training steps: rows of (op, implementation, forward/backward, ms per step,
+    calls per step), slowest first, and the wall-clock ms of a profiled step (ops are synchronized one by
+    one). The implementation is the file that defines the op that ran (fast.implementation)."""
     _, train_step = minibn_training_step(depth, mode, batch_size)
     train_step()  # warm-up, not counted
     profiler.reset()
@@ -170,19 +172,19 @@ def profile_steps(depth: int, mode: str, batch_size: int, steps: int = 3) -> tup
         step_ms = (time.perf_counter() - start) / steps * 1000
     finally:
         profiler.enabled = was_enabled
-    rows = [(op, phase, total / steps * 1000, calls // steps)
+    rows = [(op, fast.implementation(profiler.modules[op]), phase, total / steps * 1000, calls // steps)
             for (op, phase), (total, calls) in profiler.totals.items()]
-    return sorted(rows, key=lambda row: -row[2]), step_ms
+    return sorted(rows, key=lambda row: -row[3]), step_ms
 
 
-PARTS = (("convolutions", ("Conv",)), ("BatchNorm", ("BatchNorm",)), ("SGD", ("SGD",)))
+PARTS = (("convolutions", ("Conv",)), ("BatchNorm", ("BatchNorm",)), ("SGD", ("sgd_update",)))
 
 
 def time_by_part(rows: list[tuple], step_ms: float) -> dict[str, float]:
     """ms per step in convolutions, BatchNorm (with its fused ReLU and add on the fast CPU path),
     the other ops, SGD, and what no op accounts for: the autograd engine and Python."""
     parts = {name: 0.0 for name, _ in PARTS} | {"other ops": 0.0}
-    for op, _, ms, _ in rows:
+    for op, _, _, ms, _ in rows:
         part = next((name for name, prefixes in PARTS if op.startswith(prefixes)), "other ops")
         parts[part] += ms
     parts["autograd and Python"] = max(step_ms - sum(parts.values()), 0.0)

@@ -164,7 +164,8 @@ def fast_cpu_checks(seed: int = 0) -> list[Check]:
 
 
 def all_checks(seed: int = 0) -> list[Check]:
-    """Every check: on NumPy also the fast CPU path's ops (the tiny ResNet runs on it too)."""
+    """Every check: the textbook ops; on NumPy also the fast CPU path's ops; then the layers and a tiny
+    ResNet, through whichever implementation each op picks (minibn/fast.py)."""
     from minibn.backend import backend_name
     checks = op_checks(seed) + conv_checks(seed) + batch_norm_checks(seed)
     if backend_name() == "numpy":

@@ -13,8 +13,8 @@ The flat layout has been measured faster on a CPU (README, Speed). On a GPU at C
 by the host's work per CuPy call, and fast_gpu makes well under half the calls of the textbook ops
 (counted: minibn/opcount.py, README); it is plain CuPy, so it is on, while its time on a GPU is still
 unmeasured. The kernels are not measured yet, so they are off; when they are on, they take precedence
-over fast_gpu. ``use_fast_cpu``/``use_fast_gpu``/``use_kernels``, the environment variables, and the
-``--fast-cpu``/``--kernels`` flags of `train`, `bench`, `gradcheck` and the lessons set them.
+over fast_gpu. ``use`` (or ``use_fast_cpu``/``use_fast_gpu``/``use_kernels``), the environment variables,
+and the ``--fast-cpu``/``--fast-gpu``/``--kernels`` flags of the commands and the lessons set them.
 
 The ops that have a fast version are the functions below, which minibn.functional (and so the layers
 of minibn.nn) calls: conv2d, batch_norm, batch_norm_relu, global_avg_pool2d, cross_entropy, and the
@@ -77,6 +77,27 @@ def kernels_enabled() -> bool:
     return _kernels
 
 
+def settings() -> dict:
+    """Every switch of the fast paths, for ``use(**settings)`` to put back (the tests do)."""
+    from minibn.fast_cpu.threads import num_threads
+    return {"fast_cpu": _fast_cpu, "fast_gpu": _fast_gpu, "kernels": _kernels, "threads": num_threads()}
+
+
+def use(fast_cpu: bool | None = None, kernels: bool | None = None, threads: int | None = None,
+        fast_gpu: bool | None = None) -> None:
+    """Set the switches; None leaves one as it is. What the --fast-cpu, --fast-gpu, --kernels and --threads
+    flags call."""
+    from minibn.fast_cpu.threads import set_num_threads
+    if fast_cpu is not None:
+        use_fast_cpu(fast_cpu)
+    if fast_gpu is not None:
+        use_fast_gpu(fast_gpu)
+    if kernels is not None:
+        use_kernels(kernels)
+    if threads is not None:
+        set_num_threads(threads)
+
+
 def flat_for(array) -> bool:
     """True if ops on ``array`` run their flat-layout versions: a NumPy float array, fast_cpu on."""
     return _fast_cpu and isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64)
@@ -92,10 +113,25 @@ def kernels_for(array) -> bool:
     return _kernels and is_cupy_array(array)
 
 
-def implementation(fn) -> str:
-    """Where an op (a Function class) lives, for `minibn info` and `bench --profile`: e.g. "fast_cpu/conv.py"."""
-    module = getattr(fn, "__module__", "") or ""
+def implementation(module: str) -> str:
+    """The file of a module that defines ops, for `minibn info` and `bench --profile`: "minibn.fast_cpu.conv"
+    -> "fast_cpu/conv.py" (fast CPU path), "minibn.conv" -> "conv.py" (textbook), "minibn.kernels" -> ..."""
     return module.removeprefix("minibn.").replace(".", "/") + ".py" if module.startswith("minibn.") else module
+
+
+def ops_run(step) -> list[tuple[str, str, str]]:
+    """(op, the file that defines it, "forward"/"backward") for every op that ``step()`` runs, sorted: which
+    implementation each op picked. Uses the profiler, so each op is synchronized (a tiny step is best)."""
+    was_enabled, profiler.enabled = profiler.enabled, True
+    saved, profiler.totals, profiler.modules = (profiler.totals, profiler.modules), {}, {}
+    try:
+        step()
+        phases: dict[str, list[str]] = {}
+        for op, phase in profiler.totals:
+            phases.setdefault(op, []).append(phase)
+        return sorted((op, implementation(profiler.modules[op]), ", ".join(sorted(p))) for op, p in phases.items())
+    finally:
+        profiler.enabled, (profiler.totals, profiler.modules) = was_enabled, saved
 
 
 def switches() -> list[tuple[str, bool, str]]:
@@ -175,4 +211,4 @@ from minibn.fast_cpu import batchnorm as flat_bn  # noqa: E402
 from minibn.fast_cpu import conv as flat_conv  # noqa: E402
 from minibn.fast_cpu import layout as flat_layout  # noqa: E402
 from minibn.fast_cpu import pool as flat_pool  # noqa: E402
-from minibn.tensor import Tensor  # noqa: E402
+from minibn.tensor import Tensor, profiler  # noqa: E402

@@ -40,9 +40,10 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """(N, 3, 32, 32) images -> (N, num_classes) logits; three stages of W, 2W, 4W channels."""
+    """(N, 3, 32, 32) images -> (N, num_classes) logits; three stages of W, 2W, 4W channels of ``block``s."""
 
-    def __init__(self, depth: int, width: int = 16, num_classes: int = 10, seed: int | None = 0):
+    def __init__(self, depth: int, width: int = 16, num_classes: int = 10, seed: int | None = 0,
+                 block: type[nn.Module] | None = None):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n+2 (8, 14, 20, 26, 32, 44, 56, 110, ...), got {depth}")
@@ -58,7 +59,7 @@ class CifarResNet(nn.Module):
             layer = []
             for i in range(blocks):
                 stride = 2 if stage > 1 and i == 0 else 1
-                layer.append(BasicBlock(channels, stage_width, stride, rng))
+                layer.append((block or BasicBlock)(channels, stage_width, stride, rng))
                 channels = stage_width
             setattr(self, f"layer{stage}", nn.Sequential(*layer))
         self.fc = nn.Linear(channels, num_classes, rng=rng)
@@ -69,9 +70,11 @@ class CifarResNet(nn.Module):
         return self.fc(F.global_avg_pool2d(out))
 
 
-def cifar_resnet(depth: int, width: int = 16, num_classes: int = 10, seed: int | None = 0) -> CifarResNet:
-    """The recipe's CIFAR ResNet: He-normal convs and linear, BN gamma ~ U[0, 1), beta = 0."""
-    return CifarResNet(depth, width, num_classes, seed)
+def cifar_resnet(depth: int, width: int = 16, num_classes: int = 10, seed: int | None = 0,
+                 block: type[nn.Module] | None = None) -> CifarResNet:
+    """The recipe's CIFAR ResNet: He-normal convs and linear, BN gamma ~ U[0, 1), beta = 0. ``block`` is
+    the residual block's class, ``block(in_channels, out_channels, stride, rng)``: BasicBlock by default."""
+    return CifarResNet(depth, width, num_classes, seed, block)
 
 
 def set_trainable(model: nn.Module, mode: str, seed: int = 0) -> int:

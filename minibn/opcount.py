@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from minibn import backend
-from minibn.tensor import Tensor, no_grad, profiler
+from minibn.profiler import profiler
+from minibn.tensor import Tensor, no_grad
 
 UNATTRIBUTED = "autograd and glue"
 
@@ -66,7 +67,7 @@ def step_counts(depth: int, mode: str, batch_size: int = 8, eval_batch_size: int
     each after a first one (which also makes the momentum buffers and what ops keep between calls). The counts do not depend on the batch
     sizes (tests/test_op_counts.py checks it), so a small batch is enough."""
     from minibn.bench import minibn_training_step
-    model, train_step = minibn_training_step(depth, mode, batch_size, image_size)
+    model, train_step = minibn_training_step(depth, mode, batch_size, image_size=image_size)
     train_step()
     train = count_device_ops(train_step)
     images = Tensor(np.random.default_rng(1).standard_normal((eval_batch_size, 3, image_size, image_size))

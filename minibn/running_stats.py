@@ -68,7 +68,7 @@ def leave(module) -> None:
     """End of a module call: at the outermost one, update every running statistic handed over in it."""
     _state.depth -= 1
     if _state.depth == 0 and _state.pending:
-        from minibn.tensor import profiler
+        from minibn.profiler import profiler
         batches, _state.pending = _state.pending, []
         with profiler.timing("BatchNorm running statistics", "update"):
             flush(module, batches)

@@ -6,17 +6,20 @@ need on a ``Context``. The output Tensor remembers that context, and so the grap
 is built as the program runs. ``Tensor.backward()`` walks that graph from the
 output back to the leaves, calls each ``backward`` once, and adds the gradients
 into the leaves' ``.grad`` arrays.
+
+A Tensor may hold an (N, C, H, W) batch in the fast CPU path's flat layout (``layout`` set; see
+minibn/fast.py): ops written for that layout take it as it is, and ``Function.apply`` hands any
+other op its (N, C, H, W) form.
 """
 from __future__ import annotations
 
 import contextlib
-import time
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from minibn import backend
+from minibn.profiler import profiler
 
 if TYPE_CHECKING:
     from minibn.fast_cpu.layout import FlatLayout
@@ -324,43 +327,5 @@ def _topological_order(root: Tensor) -> list[Tensor]:
                     stack.append((parent, False))
     return order
 
-
-class _Profiler:
-    """Per-op time, on when MINIBN_PROFILE=1 or via ``minibn bench --profile``.
-
-    It synchronizes the device around every op, so it slows training: use it to
-    see where time goes, never to measure speed.
-    """
-
-    def __init__(self):
-        import os
-        self.enabled = os.environ.get("MINIBN_PROFILE", "") not in ("", "0")
-        self.totals: dict[tuple[str, str], list[float]] = {}
-        self.modules: dict[str, str] = {}  # op name -> the module that defines it: which implementation ran
-
-    def timing(self, op, phase: str):
-        """A context manager timing ``op`` (a Function class, or a name); a shared do-nothing one when
-        profiling is off (the hot path)."""
-        return self._timed(op, phase) if self.enabled else _NOT_TIMED
-
-    @contextlib.contextmanager
-    def _timed(self, op, phase: str):
-        name = op if isinstance(op, str) else op.__name__
-        self.modules[name] = "" if isinstance(op, str) else op.__module__
-        backend.synchronize()
-        start = time.perf_counter()
-        yield
-        backend.synchronize()
-        entry = self.totals.setdefault((name, phase), [0.0, 0])
-        entry[0] += time.perf_counter() - start
-        entry[1] += 1
-
-    def reset(self) -> None:
-        self.totals.clear()
-        self.modules.clear()
-
-
-_NOT_TIMED = contextlib.nullcontext()
-profiler = _Profiler()
 
 from minibn import ops, shape_ops  # noqa: E402  (their ops subclass Function, defined above)

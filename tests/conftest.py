@@ -6,8 +6,8 @@
                                                               tests/standin (no GPU needed; CI does this
                                                               through tests/test_cupy_standin.py)
 
-Every test starts and ends with the session's backend and switches (kernels, the fast CPU and GPU paths, threads,
-profiler, grad mode), so that a test that changes them cannot leak into the next.
+Every test starts and ends with the session's backend, fast-path switches (minibn/fast.py), profiler and grad
+mode, so that a test that changes them cannot leak into the next.
 """
 import os
 import sys
@@ -25,7 +25,7 @@ if STANDIN:  # before anything imports cupy; PYTHONPATH carries it into the less
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(STANDIN_PATH), os.environ.get("PYTHONPATH")) if p)
 
 import minibn  # noqa: E402
-from minibn import backend, fast, fast_cpu, kernels, tensor  # noqa: E402
+from minibn import backend, fast, tensor  # noqa: E402
 
 
 def pytest_configure(config):
@@ -49,15 +49,11 @@ def isolate_global_state():
     """Put the session's backend and switches back before and after every test."""
     global _SESSION_SWITCHES
     if _SESSION_SWITCHES is None:
-        _SESSION_SWITCHES = (backend.xp(), backend.backend_reason(), kernels.kernels_enabled(),
-                             fast_cpu.fast_cpu_enabled(), fast_cpu.num_threads(), fast.fast_gpu_enabled())
+        _SESSION_SWITCHES = (backend.xp(), backend.backend_reason(), fast.settings())
 
     def restore():
         backend._current, backend._reason = _SESSION_SWITCHES[:2]
-        kernels.use_kernels(_SESSION_SWITCHES[2])
-        fast_cpu.use_fast_cpu(_SESSION_SWITCHES[3])
-        fast_cpu.set_num_threads(_SESSION_SWITCHES[4])
-        fast.use_fast_gpu(_SESSION_SWITCHES[5])
+        fast.use(**_SESSION_SWITCHES[2])
         tensor.profiler.enabled = False
         tensor._grad_enabled = True
     restore()

@@ -63,3 +63,23 @@ def test_a_bad_thread_count_is_a_usage_error(monkeypatch):
     result = CliRunner().invoke(main, ["info", "--backend", "numpy"])
     assert result.exit_code == 2 and "MINIBN_THREADS must be a whole number" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_fast_path_switches_are_the_same_on_every_command_that_computes():
+    for name in ("train", "eval", "bench", "gradcheck", "info"):
+        options = {opt for p in main.commands[name].params for opt in p.opts + p.secondary_opts}
+        assert {"--fast-cpu", "--no-fast-cpu", "--fast-gpu", "--no-fast-gpu", "--kernels", "--no-kernels"} <= options, name
+
+
+def test_info_says_which_implementation_each_op_runs():
+    from minibn import fast
+    from minibn.cli.info import _ops_of_a_step
+    assert run("info", "--backend", "numpy", "--no-fast-cpu").exit_code == 0
+    assert not fast.fast_cpu_enabled()  # the flag set the switch
+    textbook = {op: where for op, where, _ in _ops_of_a_step()}
+    fast.use(fast_cpu=True)
+    flat = {op: where for op, where, _ in _ops_of_a_step()}
+    assert textbook["Conv2d"] == "conv.py" and textbook["BatchNorm"] == "batchnorm.py" and "Conv3x3Flat" not in textbook
+    if BACKEND == "numpy":
+        assert flat["Conv3x3Flat"] == "fast_cpu/conv.py" and flat["BatchNormFlat"] == "fast_cpu/batchnorm.py"
+        assert "Conv2d" not in flat and "BatchNorm" not in flat

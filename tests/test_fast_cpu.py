@@ -15,7 +15,8 @@ from minibn.conv import conv2d as textbook_conv2d
 from minibn.fast_cpu import buffers, threads
 from minibn.fast_cpu.batchnorm import BatchNormFlat
 from minibn.fast_cpu.conv import Conv3x3Flat, ConvStridedFlat
-from minibn.fast_cpu.layout import FlatLayout, ToFlat, from_flat, to_flat
+from minibn.fast_cpu import conv as flat_conv
+from minibn.fast_cpu.layout import FlatLayout, ToFlat, flat, from_flat, to_flat
 from minibn.fast_cpu.pool import GlobalAvgPoolFlat
 from minibn.models import cifar_resnet, set_trainable
 from minibn.optim import SGD
@@ -53,6 +54,8 @@ CONV_CASES = [  # (N, C, H, W), out channels, kernel, stride, padding
     ((3, 4, 8, 8), 5, 3, 1, 1), ((1, 3, 7, 5), 2, 3, 1, 1),                      # stride 1, odd sizes, batch 1
     ((3, 4, 8, 8), 6, 3, 2, 1), ((2, 3, 7, 5), 4, 3, 2, 1), ((1, 2, 6, 6), 3, 3, 2, 1),  # the stride-2 3x3
     ((3, 4, 8, 8), 6, 1, 2, 0), ((2, 3, 7, 5), 4, 1, 2, 0),                      # the 1x1 stride-2 shortcut
+    ((2, 3, 7, 5), 4, 1, 1, 0), ((2, 3, 7, 6), 4, 3, 1, 0),                      # other convs a model may have:
+    ((2, 3, 6, 5), 4, 2, 2, 1), ((2, 3, 7, 6), 3, 5, 1, 1),                      # 1x1, no padding, 2x2, 5x5
 ]
 
 
@@ -67,18 +70,15 @@ def test_conv_matches_textbook(thread_count, x_shape, out_channels, k, stride, p
     upstream = rng.standard_normal((n, out_channels, out_layout.h, out_layout.w))
 
     def fast(xt, wt):
-        flat = ToFlat.apply(xt, layout=layout)
-        if k == 3 and stride == 1:
-            out = Conv3x3Flat.apply(flat, wt, layout=layout)
-        else:
-            out = ConvStridedFlat.apply(flat, wt, layout=layout, out_layout=out_layout, stride=stride, padding=padding)
-        assert pads_are_zero(out.data, out_layout)
-        return out
+        assert flat_conv.has_flat_version(wt.shape, None, padding)
+        out = flat_conv.conv2d(flat(xt), wt, stride, padding)  # picks Conv3x3Flat or ConvStridedFlat
+        assert out.layout == out_layout and pads_are_zero(out._data, out_layout)
+        assert out._ctx.fn is (Conv3x3Flat if (k, stride, padding) == (3, 1, 1) else ConvStridedFlat)
+        return out  # its data and shape read (N, C, H, W), and so does the upstream gradient
 
     fast_results, textbook = both_ways(
-        fast, lambda xt, wt: textbook_conv2d(xt, wt, stride=stride, padding=padding), [(x, True), (weight, weight_trains)],
-        lambda out: to_flat(upstream, out_layout) if out.ndim == 2 else upstream)
-    fast_results[0] = from_flat(fast_results[0], out_layout)
+        fast, lambda xt, wt: textbook_conv2d(xt, wt, stride=stride, padding=padding),
+        [(x, True), (weight, weight_trains)], lambda out: upstream)
     for name, a, b in zip(["out", "dx", "dweight"], fast_results, textbook):
         if b is None:
             assert a is None, f"{name}: a frozen weight gets no gradient"

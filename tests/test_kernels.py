@@ -1,8 +1,8 @@
-"""The CuPy fast paths (minibn/kernels.py) give the plain paths' numbers. Skipped without a GPU."""
+"""The CuPy kernels (minibn/kernels.py) give their textbook twins' numbers. Skipped without a GPU."""
 import numpy as np
 import pytest
 
-from minibn import Tensor, backend, kernels
+from minibn import Tensor, backend, fast, kernels
 from minibn import functional as F
 from minibn.conv import col2im, im2col
 from minibn.models import cifar_resnet, set_trainable
@@ -17,26 +17,40 @@ def cp():
     cupy = cupy_or_skip()
     backend.use_backend("cupy")  # conftest's restore_backend puts the previous one back
     yield cupy
-    kernels.use_kernels(False)
+    fast.use(kernels=False)
 
 
 def plain_and_fast(fn):
-    kernels.use_kernels(False)
+    """fn() with the kernels off (the textbook ops), then on (fast.py picks the kernels' twins)."""
+    fast.use(kernels=False)
     plain = fn()
-    kernels.use_kernels(True)
-    fast = fn()
-    kernels.use_kernels(False)
-    return plain, fast
+    fast.use(kernels=True)
+    with_kernels = fn()
+    fast.use(kernels=False)
+    return plain, with_kernels
 
 
 @pytest.mark.parametrize("x_shape, k, stride, padding", CONV_CASES)
 def test_im2col_and_col2im_kernels(cp, x_shape, k, stride, padding):
     x = cp.random.standard_normal(x_shape)
-    plain, fast = plain_and_fast(lambda: im2col(x, k, k, stride, padding))
-    cp.testing.assert_allclose(fast, plain, rtol=0, atol=0)
+    plain = im2col(x, k, k, stride, padding)
+    cp.testing.assert_allclose(kernels.im2col(x, k, k, stride, padding), plain, rtol=0, atol=0)
     cols = cp.random.standard_normal(plain.shape)
-    plain, fast = plain_and_fast(lambda: col2im(cols, x_shape, stride, padding))
-    cp.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+    cp.testing.assert_allclose(kernels.col2im(cols, x_shape, stride, padding), col2im(cols, x_shape, stride, padding),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_conv_kernels(cp):
+    r = cp.random.standard_normal
+    x, w, b = r((2, 3, 7, 6)), r((4, 3, 3, 3)), r(4)
+    upstream = cp.random.standard_normal((2, 4, 4, 3))
+
+    def run():
+        xs, ws, bs = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
+        F.conv2d(xs, ws, bs, stride=2, padding=1).backward(upstream)
+        return [xs.grad, ws.grad, bs.grad]
+    for plain, with_kernels in zip(*plain_and_fast(run)):
+        cp.testing.assert_allclose(with_kernels, plain, rtol=1e-10, atol=1e-10)
 
 
 def test_batch_norm_kernels(cp):
@@ -50,8 +64,8 @@ def test_batch_norm_kernels(cp):
         y = F.batch_norm(xs, gs, bs, mean, var, training=True)
         y.backward(upstream)
         return [y.data, xs.grad, gs.grad, bs.grad, mean, var]
-    for plain, fast in zip(*plain_and_fast(run)):
-        cp.testing.assert_allclose(fast, plain, rtol=1e-10, atol=1e-10)
+    for plain, with_kernels in zip(*plain_and_fast(run)):
+        cp.testing.assert_allclose(with_kernels, plain, rtol=1e-10, atol=1e-10)
 
 
 def test_cross_entropy_kernel(cp):
@@ -62,8 +76,8 @@ def test_cross_entropy_kernel(cp):
         t = Tensor(logits, requires_grad=True)
         F.cross_entropy(t, labels).backward()
         return t.grad
-    plain, fast = plain_and_fast(run)
-    cp.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+    plain, with_kernels = plain_and_fast(run)
+    cp.testing.assert_allclose(with_kernels, plain, rtol=1e-12, atol=1e-12)
 
 
 def training_steps(steps=3):
@@ -80,6 +94,6 @@ def training_steps(steps=3):
 
 
 def test_training_steps_with_and_without_kernels_agree(cp):
-    plain, fast = plain_and_fast(training_steps)
+    plain, with_kernels = plain_and_fast(training_steps)
     for name in plain:
-        np.testing.assert_allclose(fast[name], plain[name], rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(with_kernels[name], plain[name], rtol=1e-4, atol=1e-5, err_msg=name)

@@ -156,6 +156,18 @@ def test_sample_data_runs_and_resumes_without_cifar(tmp_path, monkeypatch):
     assert "resuming" in result.output and "best test accuracy" in result.output
 
 
+def test_eval_without_cifar_says_it_evaluates_on_the_sample(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert train(*TINY, "--epochs", "1", "--data", "sample", "--subset", "100", "--test-subset", "10",
+                 "--out", str(out)).exit_code == 0
+    monkeypatch.setenv("MINIBN_DATA", str(tmp_path / "no-cifar"))  # and no ~/.cache/minibn either
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = CliRunner().invoke(main, ["eval", str(out / "checkpoint.npz"), "--backend", BACKEND])
+    said = " ".join(result.output.split())  # as one line, whatever the terminal's width
+    assert result.exit_code == 0 and "evaluating on the bundled sample's 200 test images" in said
+    assert "training on" not in said
+
+
 def test_out_of_memory_suggests_a_smaller_batch(data_dir, tmp_path, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise MemoryError

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from minibn import backend, fast_cpu, kernels
-from minibn.cli.common import backend_option, check_depth, console, main, select_backend
+from minibn import backend, fast
+from minibn.cli.common import backend_option, check_depth, console, fast_path_options, main, select_backend
 from minibn.models import MODES
 
 
@@ -27,11 +27,7 @@ from minibn.models import MODES
               help="Float32 matrix math on a GPU, the same on both sides: fp32, or tf32 (tensor cores, "
                    "10-bit mantissa) in cuBLAS, and in cuDNN for PyTorch.")
 @click.option("--profile", is_flag=True, help="Show where a step's time goes, op by op (synchronizes each op).")
-@click.option("--kernels/--no-kernels", "use_kernels", default=None,
-              help="CuPy fast paths on or off [default: $MINIBN_KERNELS, else off].")
-@click.option("--fast-cpu/--no-fast-cpu", "use_fast_cpu", default=None,
-              help="NumPy's fast path (minibn/fast_cpu) on or off; off times the textbook ops "
-                   "[default: on, unless MINIBN_FAST_CPU=0].")
+@fast_path_options
 @click.option("--threads", type=click.IntRange(min=1), help="Threads of the fast CPU path [default: the cores].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results to this file.")
 def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats, warmup, compare, math_mode,
@@ -44,22 +40,17 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     on_gpu = backend.backend_name() == "cupy"
     if math_mode == "tf32" and not on_gpu:
         raise click.UsageError("--math tf32 needs a GPU (TF32 is a tensor-core format); on a CPU the math is FP32")
-    if use_kernels is not None:
-        kernels.use_kernels(use_kernels)
-    if use_fast_cpu is not None:
-        fast_cpu.use_fast_cpu(use_fast_cpu)
-    if threads:
-        fast_cpu.set_num_threads(threads)
+    fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels, threads=threads)
     device = backend.device_description()
     if on_gpu:
-        fast = " + kernels" if kernels.kernels_enabled() else ""
+        path = " + kernels" if fast.kernels_enabled() else ""
     else:
-        count = fast_cpu.num_threads()
-        fast = (f" (fast CPU path, {count} thread{'s' if count > 1 else ''})" if fast_cpu.fast_cpu_enabled()
+        count = fast.settings()["threads"]
+        path = (f" (fast CPU path, {count} thread{'s' if count > 1 else ''})" if fast.fast_cpu_enabled()
                 else " (textbook ops)")
     math_line = ("TF32 matmuls (and TF32 cuDNN convolutions in PyTorch)" if math_mode == "tf32"
                  else "FP32 everywhere (TF32 off in cuBLAS and cuDNN)" if on_gpu else "FP32")
-    console.print(f"ResNet-{depth}, training {mode}, batch {batch_size}, float32, on {backend.backend_name()}{fast}: "
+    console.print(f"ResNet-{depth}, training {mode}, batch {batch_size}, float32, on {backend.backend_name()}{path}: "
                   f"{device.get('device')}; median of {repeats} repeats of {steps} steps after {warmup} warm-up")
     console.print(f"math: {math_line}, on both sides")
     cases = [lambda: minibn_case(depth, mode, batch_size, eval_batch_size)]
@@ -95,22 +86,23 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
         f"{name} {ms:.0f} ms ({ms / step_ms:.0%})" for name, ms in parts.items()))
     device_ops = device_operations(depth, mode, batch_size, eval_batch_size) if on_gpu else None
     if profile:
-        total = sum(row[2] for row in profile_rows)
+        total = sum(row[3] for row in profile_rows)
         table = Table(title="where a training step's time goes (each op synchronized)")
-        for column in ("op", "phase", "ms/step", "share", "calls/step"):
-            table.add_column(column, justify="right" if column not in ("op", "phase") else "left")
-        for op, phase, ms, calls in profile_rows:
-            table.add_row(op, phase, f"{ms:.2f}", f"{ms / total:.0%}", str(calls))
+        for column in ("op", "implementation", "phase", "ms/step", "share", "calls/step"):
+            table.add_column(column, justify="right" if column not in ("op", "implementation", "phase") else "left")
+        for op, where, phase, ms, calls in profile_rows:
+            table.add_row(op, where, phase, f"{ms:.2f}", f"{ms / total:.0%}", str(calls))
         console.print(table)
     if json_path:
         record = {"depth": depth, "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                   "steps": steps, "repeats": repeats, "warmup": warmup, "backend": backend.backend_name(),
-                  "kernels": on_gpu and kernels.kernels_enabled(),
-                  "fast_cpu": not on_gpu and fast_cpu.fast_cpu_enabled(),
-                  "threads": None if on_gpu else fast_cpu.num_threads(), "math": math_mode, "device": device,
+                  "kernels": on_gpu and fast.kernels_enabled(),
+                  "fast_cpu": not on_gpu and fast.fast_cpu_enabled(),
+                  "fast_gpu": on_gpu and fast.fast_gpu_enabled() and not fast.kernels_enabled(),
+                  "threads": None if on_gpu else fast.settings()["threads"], "math": math_mode, "device": device,
                   "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts, "device_ops": device_ops,
-                  "profile": [{"op": op, "phase": phase, "ms": ms, "calls": calls}
-                              for op, phase, ms, calls in profile_rows]}
+                  "profile": [{"op": op, "implementation": where, "phase": phase, "ms": ms, "calls": calls}
+                              for op, where, phase, ms, calls in profile_rows]}
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(record, indent=2) + "\n")
 

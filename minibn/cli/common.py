@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 import minibn
-from minibn import backend
+from minibn import backend, fast
 from minibn.models import valid_depths
 
 console = Console(highlight=False)
@@ -19,6 +19,26 @@ backend_option = click.option(  # passed as backend_name: `backend` is the modul
     "--backend", "backend_name", type=click.Choice(backend.BACKENDS), default=None,
     show_default="auto (or $MINIBN_BACKEND)",
     help="numpy (CPU), cupy (GPU) or auto: CuPy when a CUDA device works, else NumPy.")
+
+
+def _set_fast_gpu(ctx, param, value) -> None:
+    if value is not None:
+        fast.use_fast_gpu(value)
+
+
+def fast_path_options(command):
+    """--fast-cpu/--no-fast-cpu, --fast-gpu/--no-fast-gpu and --kernels/--no-kernels: the same switches on
+    every command that computes (minibn/fast.py); the command passes the first and the last to ``fast.use``,
+    --fast-gpu sets its switch as it is read."""
+    command = click.option("--fast-gpu/--no-fast-gpu", default=None, expose_value=False, callback=_set_fast_gpu,
+                           help="CuPy's flat-layout conv and BatchNorm in few calls (minibn/fast_gpu.py); off runs "
+                                "the textbook ops [default: on, or $MINIBN_FAST_GPU].")(command)
+    command = click.option("--kernels/--no-kernels", "use_kernels", default=None,
+                           help="CuPy's hand-written kernels (minibn/kernels.py) for the ops that have one "
+                                "[default: off, or $MINIBN_KERNELS].")(command)
+    return click.option("--fast-cpu/--no-fast-cpu", "use_fast_cpu", default=None,
+                        help="NumPy's fast path: conv, BatchNorm and pooling on the flat layout (minibn/fast_cpu); "
+                             "off runs the textbook ops [default: on, or $MINIBN_FAST_CPU].")(command)
 
 
 def select_backend(name: str | None, default: str = "auto") -> None:
@@ -46,17 +66,21 @@ def check_depth(ctx, param, value):
     return value
 
 
-def load_data(data: str, data_dir: str | None):
+def load_data(data: str, data_dir: str | None, purpose: str = "training"):
     """The data set for --data: cifar10 (found or downloaded), sample, or auto: CIFAR-10 when --data-dir is
-    given or it is found in $MINIBN_DATA or ~/.cache/minibn, else the bundled sample."""
+    given or it is found in $MINIBN_DATA or ~/.cache/minibn, else the bundled sample (and ``purpose``,
+    "training" or "evaluating", says what it is used for)."""
     from minibn.data import DataError, find_cifar10, load_cifar10, load_sample
     try:
         if data == "sample":
             return load_sample()
         if data == "auto" and data_dir is None and find_cifar10(None) is None:
-            console.print("[yellow]CIFAR-10 not found ($MINIBN_DATA, ~/.cache/minibn): training on the "
-                          "bundled sample of 500 images. Use --data cifar10 to download the real data set.[/yellow]")
-            return load_sample()
+            sample = load_sample()
+            images = f"{len(sample.x_train)} training" if purpose == "training" else f"{len(sample.x_test)} test"
+            console.print(f"[yellow]CIFAR-10 not found ($MINIBN_DATA, ~/.cache/minibn): {purpose} on the "
+                          f"bundled sample's {images} images. Use --data cifar10 to download the real data "
+                          "set.[/yellow]")
+            return sample
         return load_cifar10(data_dir, console=console)
     except DataError as error:
         raise click.ClickException(str(error)) from None

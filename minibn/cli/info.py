@@ -9,15 +9,18 @@ from rich.markup import escape
 from rich.table import Table
 
 import minibn
-from minibn import backend
-from minibn.cli.common import backend_option, console, main, select_backend
+from minibn import backend, fast
+from minibn.cli.common import backend_option, console, fast_path_options, main, select_backend
 
 
 @main.command()
 @backend_option
-def info(backend_name):
-    """Show the version, the backend chosen and why, the device, and library versions."""
+@fast_path_options
+def info(backend_name, use_fast_cpu, use_kernels):
+    """Show the version, the backend chosen and why, the device, library versions, the fast paths, and
+    which implementation each op of a ResNet training step runs."""
     select_backend(backend_name)
+    fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
     import numpy as np
     table = Table(title="minibn info", show_header=False)
     table.add_row("minibn", minibn.__version__)
@@ -33,7 +36,22 @@ def info(backend_name):
         table.add_row("cupy", cupy.__version__)
     except ImportError:
         table.add_row("cupy", "not installed")
+    for name, on, what in fast.switches():
+        table.add_row(f"fast path {name}", f"{'on' if on else 'off'}: {what}")
     console.print(table)
+    ops = Table(title=f"ops of a ResNet training step on {backend.backend_name()} (minibn/fast.py picks them)")
+    for column in ("op", "implementation", "runs"):
+        ops.add_column(column)
+    for op, where, phases in _ops_of_a_step():
+        ops.add_row(op, where, phases)
+    console.print(ops)
+
+
+def _ops_of_a_step() -> list[tuple[str, str, str]]:
+    """(op, the file that defines it, forward/backward) for each op of one training step of a tiny ResNet."""
+    from minibn.bench import minibn_training_step
+    _, step = minibn_training_step(depth=8, mode="all", batch_size=2, width=4, image_size=8)
+    return fast.ops_run(step)
 
 
 def _blas_name() -> str:
@@ -58,7 +76,8 @@ def _blas_name() -> str:
               help="table: for a person. json: one record per checked input. gradescope: Gradescope's results.json.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the json or gradescope output to this file "
                                                                 "[default: standard output].")
-def gradcheck(backend_name, exercise, seed, hint_level, output_format, output):
+@fast_path_options
+def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, use_fast_cpu, use_kernels):
     """Check every op's and layer's backward against central differences (float64).
 
     With EXERCISE, a lesson exercise file, grade what the student wrote there instead; with a folder,
@@ -67,6 +86,7 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output):
     """
     from minibn.grading import failed_checks, run_check, to_gradescope, to_json
     select_backend(backend_name)
+    fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
     graded = _exercise_checks(exercise, seed) if exercise else [("", "", _library_checks(seed))]
     by_file = [(path, name, [record for check in checks for record in run_check(check, name)])
                for path, name, checks in graded]

@@ -11,8 +11,9 @@ from click.core import ParameterSource
 from rich.markup import escape
 from rich.table import Table
 
-from minibn import backend, kernels
-from minibn.cli.common import backend_option, check_depth, console, gpu_memory_error, load_data, main, select_backend
+from minibn import backend, fast
+from minibn.cli.common import (backend_option, check_depth, console, fast_path_options, gpu_memory_error, load_data,
+                               main, select_backend)
 from minibn.models import MODES
 from minibn.optim import SCHEDULES
 
@@ -44,10 +45,9 @@ from minibn.optim import SCHEDULES
 @click.option("--test-subset", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<generated name>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--kernels/--no-kernels", "use_kernels", default=None,
-              help="CuPy fast paths (minibn/kernels.py) on or off [default: $MINIBN_KERNELS, else off].")
+@fast_path_options
 def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, weight_decay, schedule, warmup_epochs,
-          seed, data, data_dir, subset, test_subset, out, resume, use_kernels):
+          seed, data, data_dir, subset, test_subset, out, resume, use_fast_cpu, use_kernels):
     """Train a CIFAR ResNet; by default the paper's recipe, training only BatchNorm."""
     from minibn.train import (Interrupted, TrainConfig, TrainingStopped, read_checkpoint, run)
     ctx = click.get_current_context()
@@ -75,8 +75,7 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
         if (Path(out) / "checkpoint.npz").exists():
             raise click.UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     select_backend(backend_name)
-    if use_kernels is not None:
-        kernels.use_kernels(use_kernels)
+    fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
     dataset = load_data(config.data, data_dir)
     console.print(f"ResNet-{config.depth} (width {config.width}), training {config.train}, on "
                   f"{backend.backend_name()}, data: {dataset.source}; run folder {out}")
@@ -115,16 +114,18 @@ def print_summary(summary: dict, out) -> None:
 @click.option("--data", default="auto", show_default=True, type=click.Choice(["auto", "cifar10", "sample"]))
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1))
-def evaluate_command(backend_name, checkpoint, data, data_dir, batch_size):
+@fast_path_options
+def evaluate_command(backend_name, checkpoint, data, data_dir, batch_size, use_fast_cpu, use_kernels):
     """Report the test accuracy of a checkpoint written by `minibn train`."""
     from minibn.data import CifarLoader
     from minibn.train import evaluate, model_from_checkpoint
     select_backend(backend_name)
+    fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
     try:
         model, meta = model_from_checkpoint(Path(checkpoint))
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    dataset = load_data(data, data_dir)
+    dataset = load_data(data, data_dir, purpose="evaluating")
     loader = CifarLoader(dataset.x_test, dataset.y_test, batch_size, train=False)
     loss, acc = evaluate(model, loader)
     config = meta["config"]
