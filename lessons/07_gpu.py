@@ -87,11 +87,11 @@ save(fig, args.out, "timings.png")
 #
 # | | textbook ops, per-parameter SGD | flat layout (`minibn/fast_gpu.py`), flat SGD |
 # |---|---|---|
-# | BN-only step | 1,594 | 632 |
-# | full step | 1,764 | 684 |
-# | evaluation forward | 433 | 220 |
+# | BN-only step | 1,594 | 630 |
+# | full step | 1,764 | 682 |
+# | evaluation forward | 433 | 205 |
 #
-# At 10-30 us each, 1,594 calls are 16-48 ms of host work a step, and 632 are 6-19 ms. What the flat
+# At 10-30 us each, 1,594 calls are 16-48 ms of host work a step, and 630 are 6-19 ms. What the flat
 # layout saves (the layout is lesson 03's): a 3x3 conv is one gather (a single strided copy of a view)
 # and one GEMM, about 2 calls instead of 12 (a pad, nine slice copies, the GEMM, a transpose); its input
 # gradient is the same gather with the flipped kernel, 3 calls instead of 20 (col2im's nine adds and

@@ -230,7 +230,8 @@ class BatchNorm2d(Module):
     """BatchNorm over channels: weight = gamma ~ U[0, 1), bias = beta = 0 (the recipe's init).
 
     Works on (N, C, H, W) and (N, C). The running statistics update in every training
-    forward, also when gamma and beta are frozen.
+    forward, also when gamma and beta are frozen: inside a model, for all its BatchNorms at once
+    when the model's call returns (minibn/running_stats.py).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,

@@ -28,7 +28,7 @@ def test_counts_do_not_depend_on_the_batch_or_image_size():
 @pytest.mark.parametrize("mode", ["bn", "all", "random"])
 def test_sgd_step_is_a_few_operations_whatever_the_depth(mode):
     shallow, deep = counts(8, mode)["train"], counts(20, mode)["train"]
-    assert shallow.by_op["SGD step"] == deep.by_op["SGD step"] <= 7, (shallow.by_op, deep.by_op)
+    assert shallow.by_op["sgd_update step"] == deep.by_op["sgd_update step"] <= 7, (shallow.by_op, deep.by_op)
 
 
 def test_gradients_land_in_the_flat_buffer_without_copies():
