@@ -43,7 +43,8 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels, threads=threads)
     device = backend.device_description()
     if on_gpu:
-        path = " + kernels" if fast.kernels_enabled() else ""
+        path = (" + kernels" if fast.kernels_enabled() else " (flat layout, fast_gpu)" if fast.fast_gpu_enabled()
+                else " (textbook ops)")
     else:
         count = fast.settings()["threads"]
         path = (f" (fast CPU path, {count} thread{'s' if count > 1 else ''})" if fast.fast_cpu_enabled()
@@ -111,7 +112,7 @@ def device_operations(depth: int, mode: str, batch_size: int, eval_batch_size: i
     """Print and return the device operations of one training step and one evaluation forward, where they
     can be counted (CuPy's strict stand-in); a real CuPy has no counter, and the line says so."""
     from minibn.opcount import counting_available, step_counts
-    if kernels.kernels_enabled() or not counting_available():
+    if fast.kernels_enabled() or not counting_available():
         why = "the hand-written kernels cannot run in the stand-in" if counting_available() else \
             "a real CuPy has no counter; the test suite's CuPy stand-in counts them"
         console.print(f"device operations per step: not counted ({why})")
