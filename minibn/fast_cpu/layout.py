@@ -97,7 +97,6 @@ class FlatLayout:
         flat[:, self.margin + self.positions:] = 0
         return flat
 
-
     def to_nchw(self, x: Tensor) -> Tensor:
         """A Tensor in this layout, back in (N, C, H, W) (an op with a backward: FromFlat)."""
         return FromFlat.apply(x, layout=self)
@@ -152,7 +151,8 @@ def flat(x: Tensor) -> Tensor:
     if x.layout is not None:
         return x
     n, _, h, w = x.shape
-    return keep(ToFlat.apply(x, layout=FlatLayout(n, h, w)), FlatLayout(n, h, w))
+    layout = FlatLayout(n, h, w)
+    return keep(ToFlat.apply(x, layout=layout), layout)
 
 
 def keep(out: Tensor, layout: FlatLayout) -> Tensor:
