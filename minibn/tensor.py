@@ -284,7 +284,8 @@ class Tensor:
 def _free_grad_buffer(tensor: Tensor, handed_out: set[int]):
     """The leaf's grad_buffer if this backward pass has not handed it out yet and .grad is empty, else None."""
     buffer = getattr(tensor, "grad_buffer", None)
-    if buffer is None or tensor._ctx is not None or tensor.grad is not None or id(tensor) in handed_out:
+    if buffer is None or tensor._ctx is not None or tensor.grad is not None or id(tensor) in handed_out \
+            or buffer.dtype != tensor.dtype:
         return None
     handed_out.add(id(tensor))
     return buffer
@@ -295,7 +296,7 @@ def _accumulate(leaf: Tensor, grad) -> None:
     if leaf.grad is not None:
         grad = leaf.grad + grad
     buffer = getattr(leaf, "grad_buffer", None)
-    if buffer is not None and grad is not buffer:  # the op did not write it there: one copy
+    if buffer is not None and grad is not buffer and buffer.dtype == leaf.dtype:  # not written there: one copy
         buffer[...] = grad
         grad = buffer
     leaf.grad = grad
