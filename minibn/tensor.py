@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from minibn import backend
+from minibn import backend, leaf_grads
 from minibn.profiler import profiler
 
 if TYPE_CHECKING:
@@ -58,12 +58,8 @@ class Context:
             self.saved = arrays
 
     def grad_out(self, i: int):
-        """Where backward may write input i's gradient (``out=`` of its last operation), or None.
-
-        It is the parameter's ``grad_buffer`` (a view into the optimizer's flat gradient) when input i
-        is a parameter whose gradient this backward pass has not written yet. Writing there saves a
-        copy per parameter; returning a new array instead is always correct (the engine copies it in).
-        """
+        """Where backward may write input i's gradient (``out=`` of its last operation), or None: see
+        minibn/leaf_grads.py. Returning a new array instead is always correct."""
         return self.grad_outs[i] if i < len(self.grad_outs) else None
 
 
@@ -222,13 +218,13 @@ class Tensor:
         for node in reversed(_topological_order(self)):
             node_grad = grads.pop(id(node))
             if node._ctx is None:
-                _accumulate(node, node_grad)
+                leaf_grads.accumulate(node, node_grad)
                 continue
             ctx, fn = node._ctx, node._ctx.fn
             if ctx.saved is None:
                 raise RuntimeError("backward through the same graph a second time: "
                                    "its saved arrays were freed; run the forward again")
-            ctx.grad_outs = tuple(_free_grad_buffer(parent, handed_out) if needed else None
+            ctx.grad_outs = tuple(leaf_grads.free_buffer(parent, handed_out) if needed else None
                                   for parent, needed in zip(ctx.parents, ctx.needs_input_grad))
             with profiler.timing(fn, "backward"):
                 input_grads = fn.backward(ctx, node_grad)
@@ -279,27 +275,6 @@ class Tensor:
 
     def pad(self, pad_width, value=0.0):
         return shape_ops.Pad.apply(self, pad_width=pad_width, value=value)
-
-
-def _free_grad_buffer(tensor: Tensor, handed_out: set[int]):
-    """The leaf's grad_buffer if this backward pass has not handed it out yet and .grad is empty, else None."""
-    buffer = getattr(tensor, "grad_buffer", None)
-    if buffer is None or tensor._ctx is not None or tensor.grad is not None or id(tensor) in handed_out \
-            or buffer.dtype != tensor.dtype:
-        return None
-    handed_out.add(id(tensor))
-    return buffer
-
-
-def _accumulate(leaf: Tensor, grad) -> None:
-    """Add ``grad`` into ``leaf.grad`` (a tensor used twice gets both parts), in its grad_buffer if it has one."""
-    if leaf.grad is not None:
-        grad = leaf.grad + grad
-    buffer = getattr(leaf, "grad_buffer", None)
-    if buffer is not None and grad is not buffer and buffer.dtype == leaf.dtype:  # not written there: one copy
-        buffer[...] = grad
-        grad = buffer
-    leaf.grad = grad
 
 
 def _check_shape(grad, shape, what, where) -> None:
