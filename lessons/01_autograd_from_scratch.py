@@ -111,3 +111,34 @@ ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
 save(fig, args.out, "derivative.png")
 console.print("Both engines agree: reverse mode is the chain rule applied from the output back.")
+
+# %% [markdown]
+# Each minibn op is a `Function`: `forward(ctx, x)` computes on arrays and saves what the backward
+# needs; `backward(ctx, g)` gets g = dL/d(output) and returns dL/d(input). The contract of every
+# backward: it never writes into g, nor into the arrays forward saved; it returns new arrays. The
+# same g often goes to two places: `a + b` hands a and b the very same array, so in a residual
+# network (lesson 06) a `g *= mask` in one branch would silently change the other branch's gradient.
+# On NumPy the engine hands backward read-only arrays, so the write stops at once with an error
+# that says why; `minibn.gradcheck` (lesson 02) and the exercise grader catch it on every backend.
+# Below, a backward whose numbers are right (d(2x)/dx = 2) but that breaks the contract.
+# %%
+from minibn import BackwardContractError, Function, gradcheck  # noqa: E402
+
+
+class TimesTwo(Function):
+    """out = 2 x.  dx = 2 g."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        g *= 2  # breaks the contract: write `return 2 * g` instead
+        return g
+
+
+try:
+    gradcheck(TimesTwo.apply, [np.ones(3)])
+except BackwardContractError as error:
+    console.print(f"[red]refused:[/red] {error}")

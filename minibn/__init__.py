@@ -10,11 +10,11 @@
 from minibn.backend import BackendError, backend_name, synchronize, to_device, to_host, use_backend
 from minibn.gradcheck import GradcheckResult, gradcheck, rel_error
 from minibn.nn import load, save
-from minibn.tensor import Function, Tensor, is_grad_enabled, no_grad
+from minibn.tensor import BackwardContractError, Function, Tensor, is_grad_enabled, no_grad
 from minibn import functional, models, nn, optim  # noqa: E402,I001  (after Tensor: they build on it)
 
 __version__ = "0.1.0"
 
-__all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled", "use_backend", "backend_name",
+__all__ = ["Tensor", "Function", "BackwardContractError", "no_grad", "is_grad_enabled", "use_backend", "backend_name",
            "BackendError", "synchronize", "to_device", "to_host", "gradcheck", "GradcheckResult",
            "rel_error", "save", "load", "nn", "functional", "optim", "models", "__version__"]

@@ -9,6 +9,7 @@ import numpy as np
 
 from minibn.backend import to_host
 from minibn.nn import BatchNorm2d, Module
+from minibn.runs import read_records
 
 THRESHOLDS = (0.01, 0.05, 0.1)
 PAPER_THRESHOLD = 0.05  # the paper counts a gamma as switched off when |gamma| < 0.05
@@ -38,11 +39,19 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
-def read_metrics(run: Path) -> list[dict]:
+def read_metrics(run: Path, notice=None) -> list[dict]:
+    """The per-epoch records of a run. A torn last line (a write cut short) is left out and reported through
+    ``notice`` if given, else a ValueError naming the file."""
     path = Path(run) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{run} has no metrics.jsonl: is it a minibn run folder?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records, torn = read_records(path)
+    if torn:
+        message = f"{path}: the last line is torn (a write cut short) and was left out"
+        if notice is None:
+            raise ValueError(f"{message}; `minibn train --resume --out {run}` repairs it")
+        notice(message)
+    return records
 
 
 def stage_of(bn_name: str) -> str:
@@ -66,12 +75,12 @@ def fraction_below(gammas: np.ndarray, thresholds=THRESHOLDS) -> dict[float, flo
     return {t: float((np.abs(gammas) < t).mean()) for t in thresholds}
 
 
-def plot_curves(runs: list[Path], out: Path) -> Path:
-    """Test accuracy and training loss per epoch, one line per run."""
+def plot_curves(runs: list[Path], out: Path, notice=None) -> Path:
+    """Test accuracy and training loss per epoch, one line per run (``notice``: see read_metrics)."""
     plt = _pyplot()
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
-        records = read_metrics(run)
+        records = read_metrics(run, notice)
         epochs = [r["epoch"] for r in records]
         acc_ax.plot(epochs, [100 * r["test_acc"] for r in records], label=Path(run).name)
         loss_ax.plot(epochs, [r["train_loss"] for r in records], label=Path(run).name)
@@ -101,8 +110,11 @@ def collect_results(root: Path) -> list[dict]:
     """One row per finished run under ``root`` (folders with summary.json)."""
     rows = []
     for summary_path in sorted(Path(root).glob("*/summary.json")):
-        summary = json.loads(summary_path.read_text())
-        config = json.loads((summary_path.parent / "config.json").read_text())
+        try:
+            summary = json.loads(summary_path.read_text())
+            config = json.loads((summary_path.parent / "config.json").read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read the run {summary_path.parent}: {error}") from None
         rows.append({"depth": summary["depth"], "train": summary["train"], "seed": config["seed"],
                      "epochs": summary["epochs"], "train_images": config["train_images"],
                      "test_images": config["test_images"], "best_test_acc": summary["best_test_acc"],

@@ -1,7 +1,8 @@
 """The exercises of lessons/exercises/: what each checks, and hints that teach without telling.
 
 An exercise file sets ``EXERCISE = "<name>"`` and defines what that exercise asks for (a Function
-with a backward, or a function). ``minibn gradcheck FILE`` imports it and runs the checks below:
+with a backward, or a function). ``minibn gradcheck FILE`` imports it, in a process of its own
+(minibn/submission.py), and runs the checks below:
 gradient checks of a backward in float64 with a random upstream gradient, or value checks of a
 forward against a reference. Each exercise has three hints, from what the gradient depends on
 (level 1) to how to organize the code (level 3); none gives the final formula or code: those, with
@@ -174,8 +175,3 @@ def load_exercise(path: str):
         raise ValueError(f"{path} must set EXERCISE to one of {', '.join(EXERCISES)}")
     return module
 
-
-def exercise_checks(path: str, seed: int = 0) -> tuple[str, list]:
-    """(exercise name, its checks) for the file at ``path``."""
-    module = load_exercise(path)
-    return module.EXERCISE, EXERCISES[module.EXERCISE].checks(module, np.random.default_rng(seed))

@@ -7,6 +7,10 @@ d(sum(f(x) * u))/dx. The checker compares that with the numerical derivative
 
 for every element i (or a random sample of them). A random u, not all ones,
 means that a transposed or permuted gradient cannot pass by symmetry.
+
+The backward cannot fool the check by changing u: it gets its own copy (read-only on NumPy,
+so that a write fails at once), the finite differences use the checker's own u, which no
+student code ever sees, and on any backend a copy that came back changed is reported.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from minibn import backend
-from minibn.tensor import Tensor, no_grad
+from minibn.tensor import BackwardContractError, Tensor, no_grad
 
 
 @dataclass
@@ -71,8 +75,13 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence, *, eps: float = 1e-6,
     for t in tensors:
         t.grad = None
     out = fn(*tensors)
-    upstream = backend.to_device(rng.standard_normal(out.shape))
-    out.backward(upstream)
+    upstream = rng.standard_normal(out.shape)  # the checker's own: the finite differences use it
+    handed = backend.to_device(upstream.copy())  # what the backward gets (the engine makes it read-only on NumPy)
+    op = out._ctx.fn.__name__ if out._ctx is not None and out._ctx.fn is not None else "the op"
+    out.backward(handed)
+    if not np.array_equal(backend.to_host(handed), upstream):  # on CuPy, where no array is read-only
+        raise BackwardContractError(op, "the gradient it received")
+    upstream = backend.to_device(upstream)
 
     def weighted_output() -> float:
         with no_grad():

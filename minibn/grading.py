@@ -14,6 +14,7 @@ import numpy as np
 from minibn import backend
 from minibn.checks import Check, ValueCheck
 from minibn.gradcheck import compare, gradcheck
+from minibn.tensor import BackwardContractError
 
 NOT_WRITTEN = "not written yet"
 
@@ -57,6 +58,8 @@ def run_check(check: Check | ValueCheck, exercise: str = "") -> list[Record]:
         results = gradcheck(check.fn, check.inputs, names=check.names, max_elements=check.max_elements)
     except NotImplementedError as error:
         return [Record(exercise, check.name, "", NOT_WRITTEN, message=str(error) or "NotImplementedError")]
+    except BackwardContractError as error:  # wrote into its gradient: wrong even where the numbers come out right
+        return [Record(exercise, check.name, "", "fail", message=str(error))]
     except Exception as error:  # a student's code can fail in any way: report it, grade the rest
         return [Record(exercise, check.name, "", "error", message=f"{type(error).__name__}: {error}")]
     return [Record(exercise, check.name, r.name, "pass" if r.passed else "fail", r.max_abs_err, r.max_rel_err,

@@ -21,11 +21,16 @@ def free_buffer(tensor, handed_out: set[int]):
 
 
 def accumulate(leaf, grad) -> None:
-    """Add ``grad`` into ``leaf.grad`` (a tensor used twice gets both parts), in its grad_buffer if it has one."""
+    """Add ``grad`` into ``leaf.grad`` (a tensor used twice gets both parts). The leaf's gradient is its own
+    array: its grad_buffer if it has one, else a copy (the array handed over may also be another leaf's, or
+    the caller's grad=)."""
     if leaf.grad is not None:
         grad = leaf.grad + grad
     buffer = getattr(leaf, "grad_buffer", None)
-    if buffer is not None and grad is not buffer and buffer.dtype == leaf.dtype:  # not written there: one copy
-        buffer[...] = grad
+    if buffer is not None and buffer.dtype == leaf.dtype:
+        if grad is not buffer:  # the op did not write it there: one copy
+            buffer[...] = grad
         grad = buffer
+    elif leaf.grad is None:
+        grad = grad.copy()
     leaf.grad = grad

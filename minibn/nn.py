@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Iterator
 
 import numpy as np
 
 from minibn import backend, running_stats
 from minibn import functional as F
+from minibn.files import atomic_write
 from minibn.tensor import Tensor
 
 
@@ -131,10 +131,13 @@ class Module:
         if missing or unexpected:
             raise KeyError(f"state dict does not match the model: missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]}")
+        shapes = {name: target.shape for name, target in targets.items()}
+        shapes |= {f"{name}_mask": params[name].shape for name in masks}  # a mask has its parameter's shape
+        for name, shape in shapes.items():  # all checked before anything is copied
+            if tuple(state[name].shape) != tuple(shape):
+                raise ValueError(f"{name}: shape {tuple(state[name].shape)} in the state dict, "
+                                 f"{tuple(shape)} in the model")
         for name, target in targets.items():
-            if tuple(arrays[name].shape) != tuple(target.shape):
-                raise ValueError(f"{name}: shape {tuple(arrays[name].shape)} in the state dict, "
-                                 f"{tuple(target.shape)} in the model")
             target[...] = backend.to_device(arrays[name], dtype=target.dtype)
         for name, p in params.items():
             p.mask = backend.to_device(masks[name], dtype=p.dtype) if name in masks else None
@@ -165,17 +168,9 @@ class Module:
 
 def save(arrays: dict[str, np.ndarray], path: str) -> None:
     """Write a dict of arrays to ``path`` as .npz, atomically (a crash leaves the old file whole)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: backend.to_host(v) for k, v in arrays.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    host_arrays = {k: backend.to_host(v) for k, v in arrays.items()}
+    atomic_write(path, lambda file: np.savez(file, **host_arrays))
 
 
 def load(path: str) -> dict[str, np.ndarray]:

@@ -144,12 +144,17 @@ class SGD:
         return {f"momentum_buffer.{i}": buf for i, buf in self.momentum_buffers.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Copy the momentum buffers in (into the flat buffers where they exist)."""
-        self.momentum_buffers = {}
+        """Momentum buffers by parameter index, copied into the flat buffers at the next step; ValueError
+        naming a key that fits no parameter."""
+        buffers = {}
         for key, value in state.items():
             if key.startswith("momentum_buffer."):
-                i = int(key[len("momentum_buffer."):])
-                self.momentum_buffers[i] = to_device(value, self.params[i].dtype)
+                index = key[len("momentum_buffer."):]
+                if not index.isdigit() or int(index) >= len(self.params) \
+                        or tuple(value.shape) != tuple(self.params[int(index)].shape):
+                    raise ValueError(f"optimizer {key} of shape {tuple(value.shape)} fits no parameter")
+                buffers[int(index)] = to_device(value, self.params[int(index)].dtype)
+        self.momentum_buffers = buffers
         self._groups = {}  # rebuilt at the next step, with these buffers copied in
 
 

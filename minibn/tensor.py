@@ -55,7 +55,7 @@ class Context:
 
     def save_for_backward(self, *arrays) -> None:
         if self.requires_grad:  # under no_grad, or with frozen inputs only, keep nothing alive
-            self.saved = arrays
+            self.saved = tuple(read_only(a) for a in arrays)
 
     def grad_out(self, i: int):
         """Where backward may write input i's gradient (``out=`` of its last operation), or None: see
@@ -63,11 +63,46 @@ class Context:
         return self.grad_outs[i] if i < len(self.grad_outs) else None
 
 
+def read_only(array):
+    """On NumPy, a read-only view of ``array`` (no copy: a few hundred nanoseconds); anything else as it is.
+
+    The engine hands these to backward, so that a backward that writes into its gradient or into what
+    forward saved fails at that line instead of corrupting another branch's gradient. CuPy has no
+    read-only arrays: there the contract rests on the ops (the NumPy suite runs every one of them through
+    these views) and, for students' code, on the grader (minibn.gradcheck compares the gradient it handed
+    with its own copy).
+    """
+    if type(array) is not np.ndarray:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+class BackwardContractError(RuntimeError):
+    """A backward wrote into the gradient it received or into an array that forward saved."""
+
+    def __init__(self, op: str, what: str = "a read-only array (the gradient it received, or an array forward saved)"):
+        super().__init__(
+            f"{op}.backward wrote into {what}: a backward must return new arrays and leave its inputs alone "
+            "(write g * mask, not g *= mask). In a network the same gradient array often goes to two places (a "
+            "residual add hands both branches the same one), so the write would silently corrupt the other branch")
+
+
 class Function:
     """An op: a ``forward(ctx, *arrays, **options)`` and a ``backward(ctx, grad)`` side by side.
 
     ``backward`` returns one gradient per array input of ``forward``, each of that
     input's shape, or None for inputs with ``ctx.needs_input_grad[i]`` False.
+
+    The contract of a backward: it never writes into the gradient it receives, nor into the
+    arrays that forward saved; it returns new arrays (or the gradient itself, unchanged).
+    The same gradient array may go to several places (Add.backward hands both branches of a
+    residual add the very same array), so a backward that did ``g *= mask`` would corrupt
+    the other branch's gradient without any error. On NumPy the engine enforces this: it
+    hands backward read-only views (no copy), and a write raises BackwardContractError. On
+    CuPy arrays cannot be made read-only and the contract is not checked while training;
+    ``minibn.gradcheck`` checks it there too. A leaf's ``.grad`` is always its own array.
 
     ``flat_inputs`` says what the op does with an input in the fast path's flat layout (a Tensor
     whose ``layout`` is set; see minibn/fast.py):
@@ -227,7 +262,12 @@ class Tensor:
             ctx.grad_outs = tuple(leaf_grads.free_buffer(parent, handed_out) if needed else None
                                   for parent, needed in zip(ctx.parents, ctx.needs_input_grad))
             with profiler.timing(fn, "backward"):
-                input_grads = fn.backward(ctx, node_grad)
+                try:
+                    input_grads = fn.backward(ctx, read_only(node_grad))
+                except ValueError as error:  # NumPy's "... is read-only": the contract above was broken
+                    if "read-only" in str(error):
+                        raise BackwardContractError(fn.__name__) from error
+                    raise
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
             ctx.saved = None  # free what forward kept, as soon as it has been used

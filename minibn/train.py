@@ -1,16 +1,16 @@
 """Training a CIFAR ResNet: the loop, evaluation, logs and checkpoints that survive interruptions.
 
 A run lives in one folder: config.json (what was asked), metrics.jsonl (one line
-per epoch), checkpoint.npz (everything needed to continue, written atomically
-after every epoch and on Ctrl-C) and summary.json at the end.
+per epoch), checkpoint.npz (everything needed to continue, written after every
+epoch and on Ctrl-C; minibn.checkpoint) and summary.json at the end. Every file is
+written atomically, and one process at a time writes a folder (minibn.runs).
 """
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +18,18 @@ import numpy as np
 from minibn import backend
 from minibn import functional as F
 from minibn.analysis import fraction_below, gamma_by_stage
+from minibn.checkpoint import (Progress, TrainConfig, check_config, model_from_checkpoint,  # noqa: F401 (API)
+                               read_checkpoint, read_run_checkpoint, restore, save_checkpoint)
 from minibn.data import Cifar10, CifarLoader
+from minibn.files import remove_stale_temporaries
 from minibn.models import cifar_resnet, set_trainable
-from minibn.nn import Module, load, save
+from minibn.nn import Module
 from minibn.optim import SGD, learning_rate
+from minibn.runs import (RunFolderError, append_record, differences, read_config, read_records, run_folder_lock,
+                         write_json, write_records)
 from minibn.tensor import no_grad
 
 LOG_EVERY = 20  # steps between the progress updates (the only times the loop waits for the GPU)
-
-
-@dataclass
-class TrainConfig:
-    depth: int = 20
-    width: int = 16
-    train: str = "bn"  # which parameters train: all, bn, bn+output, output, random
-    epochs: int = 160
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "multistep"
-    warmup_epochs: float = 0.0
-    seed: int = 0
-    data: str = "cifar10"  # or "sample"
-    subset: int | None = None
-    test_subset: int | None = None
-    eval_batch_size: int = 1000
 
 
 class TrainingStopped(Exception):
@@ -52,57 +38,6 @@ class TrainingStopped(Exception):
 
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM: a checkpoint was saved and the run can be resumed."""
-
-
-@dataclass
-class Progress:
-    """Where a run is: epochs done, batches done in the current epoch, and its partial sums."""
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    loss_sum: float = 0.0
-    correct: float = 0.0
-    seen: int = 0
-    seconds: float = 0.0
-
-
-# ---- checkpoints ------------------------------------------------------------------------------
-def save_checkpoint(path: Path, model: Module, optimizer: SGD, config: TrainConfig, progress: Progress,
-                    best_acc: float) -> None:
-    """Model (with BN buffers and mask), optimizer state and progress in one .npz, written atomically."""
-    meta = {"config": asdict(config), "progress": asdict(progress), "best_test_acc": best_acc,
-            "rng": {"kind": "numpy default_rng([seed, epoch])", "seed": config.seed}}
-    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
-    arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
-    arrays["meta"] = np.array(json.dumps(meta))
-    save(arrays, str(path))
-
-
-def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
-    """(meta, model state, optimizer state); ValueError with the file name if it is unreadable."""
-    try:
-        arrays = load(str(path))
-        meta = json.loads(str(arrays.pop("meta")))
-        TrainConfig(**meta["config"]), Progress(**meta["progress"])
-    except FileNotFoundError:
-        raise ValueError(f"no checkpoint at {path}") from None
-    except Exception as error:
-        raise ValueError(f"{path} is not a readable minibn checkpoint ({type(error).__name__}: {error})") from None
-    model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-    optim_state = {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}
-    return meta, model_state, optim_state
-
-
-def model_from_checkpoint(path: Path) -> tuple[Module, dict]:
-    meta, model_state, _ = read_checkpoint(path)
-    config = TrainConfig(**meta["config"])
-    model = cifar_resnet(config.depth, config.width, seed=config.seed)
-    set_trainable(model, config.train, seed=config.seed)
-    try:
-        model.load_state_dict(model_state)
-    except (KeyError, ValueError) as error:
-        raise ValueError(f"{path} does not fit a ResNet-{config.depth}: {error}") from None
-    return model, meta
 
 
 # ---- the loop --------------------------------------------------------------------------------------
@@ -145,40 +80,48 @@ def train_step(model: Module, optimizer: SGD, images, labels, lr: float):
 
 
 def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, console=None) -> dict:
-    """Train (or continue training) as ``config`` says, writing the run folder ``out``. Returns the summary."""
+    """Train (or continue training) as ``config`` says, writing the run folder ``out``. Returns the summary.
+
+    ``out`` is locked for the whole run (RunFolderError if another process writes it). To resume, ``config``
+    must be the checkpoint's, except ``lr``: a new learning rate applies from here on and is recorded.
+    """
     from rich.console import Console
     console = console or Console(highlight=False)
-    out.mkdir(parents=True, exist_ok=True)
+    check_config(config)
+    with run_folder_lock(out):
+        return _run(config, data, out, resume, console)
+
+
+def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console) -> dict:
     checkpoint = out / "checkpoint.npz"
-    data = data.subset(config.subset, config.test_subset)
+    for name in remove_stale_temporaries(out):
+        _notice(console, f"removed {out / name}, left by a save that was cut short")
+    data = _subset(data, config, console)
     train_loader = CifarLoader(data.x_train, data.y_train, config.batch_size, train=True, seed=config.seed)
     test_loader = CifarLoader(data.x_test, data.y_test, config.eval_batch_size, train=False)
+    data_used = {"data_source": data.source, "train_images": train_loader.num_images,
+                 "test_images": test_loader.num_images}
 
     model = cifar_resnet(config.depth, config.width, seed=config.seed)
     trainable = set_trainable(model, config.train, seed=config.seed)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    progress, best_acc = Progress(), 0.0
+    progress, best_acc, lr_changes, last_saved = Progress(), 0.0, [], None
     if resume:
-        meta, model_state, optim_state = read_checkpoint(checkpoint)
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optim_state)
-        progress, best_acc = Progress(**meta["progress"]), meta["best_test_acc"]
-        _drop_records_after(out / "metrics.jsonl", progress.epoch)  # a kill between log and checkpoint
-        console.print(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
+        progress, best_acc, lr_changes = _resume(checkpoint, config, model, optimizer, data_used, len(train_loader),
+                                                 console)
+        last_saved = replace(progress)  # a copy: the loop updates progress in place
     else:
-        (out / "metrics.jsonl").write_text("")
-    (out / "config.json").write_text(json.dumps({**asdict(config), "trainable_parameters": trainable,
-                                                 "backend": backend.backend_name(), "data_source": data.source,
-                                                 "train_images": train_loader.num_images,
-                                                 "test_images": test_loader.num_images}, indent=2) + "\n")
+        write_records(out / "metrics.jsonl", [])
+        (out / "summary.json").unlink(missing_ok=True)  # from a run that this one replaces
+    write_json(out / "config.json", {**asdict(config), "lr_changes": lr_changes, "trainable_parameters": trainable,
+                                     "backend": backend.backend_name(), **data_used})
     steps_per_epoch = len(train_loader)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)
     previous_handler = _raise_keyboard_interrupt_on_sigterm()
     try:
         while progress.epoch < config.epochs:
-            _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console,
-                         checkpoint)
+            _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console)
             test_loss, test_acc = evaluate(model, test_loader)
             best_acc = max(best_acc, test_acc)
             record = {"epoch": progress.epoch + 1,
@@ -188,26 +131,35 @@ def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, con
                       "test_loss": test_loss, "test_acc": test_acc, "seconds": progress.seconds,
                       "images_per_s": progress.seen / max(progress.seconds, 1e-9),
                       "gamma_below": gamma_fractions(model)}  # how many channels BatchNorm switched off so far
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_record(out / "metrics.jsonl", record)
             console.print(f"epoch {record['epoch']:>3}/{config.epochs}  lr {record['lr']:.4g}  "
                           f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%}  "
                           f"test loss {test_loss:.4f} acc {test_acc:.2%}  {progress.seconds:.1f}s "
-                          f"({record['images_per_s']:.0f} img/s)")
+                          f"({record['images_per_s']:.0f} img/s)", soft_wrap=True)  # one line, even in a log
             progress = Progress(epoch=progress.epoch + 1, global_step=progress.global_step)
-            save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc)
+            save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc, lr_changes)
+            last_saved = replace(progress)
+        return _summary(out, model, config, trainable)
     except KeyboardInterrupt:  # in training, evaluation or saving: progress says exactly where we are
-        save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc)
+        try:
+            save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc, lr_changes)
+        except RunFolderError as error:
+            raise RunFolderError(f"interrupted, and {error}; {_kept(last_saved, out)}") from None
         raise Interrupted(f"interrupted in epoch {progress.epoch + 1} at step {progress.step_in_epoch}; "
                           f"checkpoint saved to {checkpoint}; continue with --resume") from None
+    except RunFolderError as error:
+        raise RunFolderError(f"{error}; {_kept(last_saved, out)}") from None
+    except TrainingStopped as error:
+        smaller = f"--lr {config.lr / 10:g}"
+        advice = (f"start again with a smaller learning rate ({smaller})" if last_saved is None else
+                  f"continue it with a smaller learning rate: minibn train --resume --out {out} {smaller}")
+        raise TrainingStopped(f"{error}; {_kept(last_saved, out, advice)}") from None
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
-    return _summary(out, model, config, trainable)
 
 
-def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console,
-                 checkpoint) -> None:
+def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console) -> None:
     """Run the rest of the current epoch, updating ``progress`` (also when Ctrl-C stops it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
     xp = backend.xp()
@@ -215,7 +167,8 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
     seen = 0  # images of this epoch since this process started it (or resumed it)
     start = time.perf_counter()
     bar = Bar(TextColumn(f"epoch {progress.epoch + 1}/{config.epochs}"), BarColumn(), MofNCompleteColumn(),
-              TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console, transient=True)
+              TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=console, transient=True,
+              disable=not console.is_terminal)  # in a log or a pipe it would only leave blank lines
 
     def sync_progress():
         """Fold the device sums into ``progress`` and check that the loss is finite.
@@ -225,9 +178,8 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
         nonlocal loss_sum, correct, seen, start
         loss_total, correct_total = read_sums(loss_sum, correct)
         if not math.isfinite(loss_total):
-            raise TrainingStopped(
-                f"the loss became {loss_total} in epoch {progress.epoch + 1} near step {progress.step_in_epoch}; "
-                f"the last good checkpoint ({checkpoint}) is kept; try a smaller --lr")
+            raise TrainingStopped(f"the loss became {loss_total} in epoch {progress.epoch + 1} "
+                                  f"near step {progress.step_in_epoch}")
         progress.loss_sum += loss_total
         progress.correct += correct_total
         progress.seen += seen
@@ -257,11 +209,80 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
             raise
 
 
-def _drop_records_after(metrics: Path, epoch: int) -> None:
-    """Keep only the log lines of epochs the checkpoint has (a run killed in between logged one more)."""
-    lines = metrics.read_text().splitlines() if metrics.exists() else []
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
-    metrics.write_text("".join(line + "\n" for line in kept))
+def _subset(data: Cifar10, config: TrainConfig, console) -> Cifar10:
+    """The first --subset training and --test-subset test images, saying so if there are fewer."""
+    for option, asked, have, which in (("--subset", config.subset, len(data.x_train), "training"),
+                                       ("--test-subset", config.test_subset, len(data.x_test), "test")):
+        if asked is not None and asked > have:
+            _notice(console, f"{option} {asked} is more than the {have} {which} images of {data.source}: "
+                             f"using all {have}")
+    return data.subset(config.subset, config.test_subset)
+
+
+def _resume(checkpoint: Path, config: TrainConfig, model: Module, optimizer: SGD, data_used: dict,
+            steps_per_epoch: int, console) -> tuple[Progress, float, list]:
+    """Load the checkpoint of the run in ``checkpoint.parent``, refusing one that is not this run's."""
+    out = checkpoint.parent
+    meta, model_state, optim_state = read_run_checkpoint(out)
+    saved, folder = TrainConfig(**meta["config"]), read_config(out)
+    if other := differences(asdict(saved), asdict(config), ignore=("lr", "eval_batch_size")):
+        raise ValueError(f"{out} holds a run with {', '.join(f'{k} {theirs}' for k, theirs, _ in other)}, "
+                         f"not {', '.join(f'{k} {mine}' for k, _, mine in other)}; resume it with its own "
+                         f"options, or choose another folder")
+    if folder and not _same_data(folder, data_used):
+        raise ValueError(f"{out} was trained on {folder.get('train_images')} training and "
+                         f"{folder.get('test_images')} test images of {folder.get('data_source')}, but this data "
+                         f"gives {data_used['train_images']} and {data_used['test_images']} of "
+                         f"{data_used['data_source']}; pass the run's own data (--data, --data-dir)")
+    progress = Progress(**meta["progress"])
+    if progress.epoch > saved.epochs or progress.step_in_epoch > steps_per_epoch:
+        raise ValueError(f"{checkpoint}: its progress (epoch {progress.epoch}, step {progress.step_in_epoch}) "
+                         f"does not fit {saved.epochs} epochs of {steps_per_epoch} steps; the file was edited")
+    restore(checkpoint, saved, model, model_state, optimizer, optim_state)
+    lr_changes = list(meta.get("lr_changes", []))
+    if config.lr != saved.lr:
+        if progress.epoch >= saved.epochs:
+            raise ValueError(f"{out} has finished its {saved.epochs} epochs: a new learning rate would change nothing")
+        lr_changes.append({"epoch": progress.epoch + 1, "step": progress.step_in_epoch, "from": saved.lr,
+                           "to": config.lr})
+        _notice(console, f"learning rate {saved.lr:g} -> {config.lr:g} from here on (recorded in config.json)")
+    _repair_log(out / "metrics.jsonl", progress.epoch, console)
+    console.print(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
+    return progress, meta["best_test_acc"], lr_changes
+
+
+def _same_data(saved: dict, used: dict) -> bool:
+    """Same image counts, and the bundled sample in both or in neither (a data folder may have moved)."""
+    def is_sample(info):
+        return str(info.get("data_source", "")).startswith("bundled sample")
+    return all(saved.get(k, used[k]) == used[k] for k in ("train_images", "test_images")) \
+        and is_sample(saved) == is_sample(used)
+
+
+def _repair_log(metrics: Path, epoch: int, console) -> None:
+    """Keep only the log lines of epochs the checkpoint has (a run killed in between logged one more),
+    and drop a torn last line, saying so."""
+    records, torn = read_records(metrics) if metrics.exists() else ([], False)
+    kept = [r for r in records if r["epoch"] <= epoch]
+    if torn:
+        _notice(console, f"{metrics}: removed a torn last line (a write that was cut short)")
+    if torn or kept != records or not metrics.exists():
+        write_records(metrics, kept)
+
+
+def _notice(console, text: str) -> None:
+    """One line, however long (paths are), and taken literally (a path may hold [brackets])."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def _kept(last_saved: Progress | None, out: Path, advice: str | None = None) -> str:
+    """What is left of the run after an error, and what to do next."""
+    if last_saved is None:
+        return f"no checkpoint was saved yet; {advice or 'fix the cause, then start the run again'}"
+    where = (f"after epoch {last_saved.epoch}" if last_saved.step_in_epoch == 0 else
+             f"in epoch {last_saved.epoch + 1} at step {last_saved.step_in_epoch}")
+    return (f"the last good checkpoint ({out / 'checkpoint.npz'}, {where}) is kept; "
+            f"{advice or f'fix the cause (disk space, permissions), then: minibn train --resume --out {out}'}")
 
 
 def _raise_keyboard_interrupt_on_sigterm():
@@ -275,10 +296,12 @@ def _raise_keyboard_interrupt_on_sigterm():
 
 
 def _summary(out: Path, model: Module, config: TrainConfig, trainable: int) -> dict:
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records, _ = read_records(out / "metrics.jsonl")
+    if not records:
+        raise ValueError(f"{out / 'metrics.jsonl'} holds no epochs; start the run again")
     summary = {"best_test_acc": max(r["test_acc"] for r in records), "final_test_acc": records[-1]["test_acc"],
                "trainable_parameters": trainable, "gamma_below": gamma_fractions(model),
                "train_seconds": sum(r["seconds"] for r in records), "epochs": len(records),
                "depth": config.depth, "width": config.width, "train": config.train}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     return summary

@@ -36,7 +36,8 @@ def test_sweep_writes_table_csv_and_figure(sweep_dir):
 def test_sweep_skips_finished_runs(sweep_dir):
     before = (sweep_dir / "resnet8-bn-seed0" / "metrics.jsonl").read_text()
     result = CliRunner().invoke(main, ["sweep", "--backend", BACKEND, "--depths", "8", "--modes", "bn",
-                                       "--epochs", "1", "--data", "sample", "--out", str(sweep_dir)])
+                                       "--epochs", "1", "--batch-size", "100", "--data", "sample",
+                                       "--out", str(sweep_dir)])
     assert result.exit_code == 0 and (sweep_dir / "resnet8-bn-seed0" / "metrics.jsonl").read_text() == before
 
 

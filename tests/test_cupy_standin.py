@@ -86,7 +86,7 @@ def real_cupy_works() -> bool:
 def test_backend_agnostic_suite_passes_on_the_cupy_standin():
     if real_cupy_works():
         pytest.skip("a real CuPy works here: run MINIBN_BACKEND=cupy python -m pytest instead")
-    env = {**os.environ, "MINIBN_BACKEND": "cupy", "MINIBN_CUPY_STANDIN": "1", "COLUMNS": "120"}
+    env = {**os.environ, "MINIBN_BACKEND": "cupy", "MINIBN_CUPY_STANDIN": "1"}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=short", str(TESTS)],
                             capture_output=True, text=True, env=env, timeout=900, cwd=TESTS.parent)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""

@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from minibn.data import (CifarLoader, DataError, download_cifar10, find_cifar10, load_cifar10, load_sample,
+from minibn.data import (Cifar10, CifarLoader, DataError, download_cifar10, find_cifar10, load_cifar10, load_sample,
                          read_batch, safe_extract)
 from minibn.data.loader import MEAN, STD
 from tests.conftest import host
@@ -148,3 +148,24 @@ def test_eval_loader_is_normalized_and_in_order():
     x, y = next(CifarLoader(images, np.array([2, 0, 1]), 8, train=False).epoch())
     assert host(y).tolist() == [2, 0, 1]
     np.testing.assert_allclose(host(x)[0, :, 0, 0], (1 - np.array(MEAN)) / np.array(STD), rtol=1e-6)
+
+
+@pytest.mark.parametrize("batch, message", [
+    ({b"data": np.full((2, 3072), 0.5), b"labels": [1, 2]}, "pixels are float64"),
+    ({b"data": np.full((2, 3072), 300), b"labels": [1, 2]}, "pixels are int64 from 300 to 300"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1.0, 2.5]}, "labels are float64"),
+    ({b"data": [], b"labels": []}, "holds no images"),
+])
+def test_float_out_of_range_or_empty_batches_are_refused_not_cast(tmp_path, batch, message):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=message):
+        read_batch(path)
+
+
+def test_a_data_set_of_float_pixels_or_labels_is_refused():
+    sample = load_sample()
+    with pytest.raises(DataError, match="training images are float32"):
+        Cifar10(sample.x_train.astype(np.float32), sample.y_train, sample.x_test, sample.y_test, "floats")
+    with pytest.raises(DataError, match="test labels are float64"):
+        Cifar10(sample.x_train, sample.y_train, sample.x_test, sample.y_test.astype(np.float64), "floats")

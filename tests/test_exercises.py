@@ -2,6 +2,7 @@
 never give the answer away, and its JSON and Gradescope output are what autograders read."""
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,84 @@ def test_an_array_of_the_wrong_shape_is_reported_not_a_crash(tmp_path):
         result = grade(wrong, *options)
         assert result.exit_code == 1 and "Traceback" not in result.output
         assert "got shape (1, 2), expected (3, 3, 3, 2, 5, 5)" in result.output
+
+
+def solution_text(name: str) -> str:
+    """A reference solution that runs from anywhere (it finds its stub by an absolute path)."""
+    return (ROOT / "tests" / "exercise_solutions" / f"{name}.py").read_text().replace(
+        "Path(__file__).parent", repr(str(ROOT / "tests" / "exercise_solutions")))
+
+
+def test_a_batchnorm_backward_that_scales_g_in_place_fails(tmp_path):
+    """``g *= gamma`` first makes dgamma and dbeta wrong by a factor gamma, and dx too; it passed when the
+    finite differences used the same, scaled, array."""
+    wrong = tmp_path / "ex_batchnorm.py"
+    first_line = "        m = g.size // g.shape[1]\n"
+    wrong.write_text(solution_text("ex_batchnorm").replace(
+        first_line, first_line + "        g *= gamma.reshape(1, -1, 1, 1)\n"))
+    result = grade(wrong)
+    assert result.exit_code == 1 and "PASS" not in result.output
+    assert "BatchNorm.backward wrote into" in result.output and "residual add" in result.output
+
+
+def test_a_relu_backward_written_as_g_times_equals_fails(tmp_path):
+    wrong = tmp_path / "ex_relu.py"
+    wrong.write_text(solution_text("ex_relu").replace("        return g * (x > 0)",
+                                                      "        g *= 2 * (x > 0)\n        return g"))
+    result = grade(wrong, "--format", "json")
+    (record,) = json.loads(result.stdout)
+    assert result.exit_code == 1 and record["status"] == "fail" and "ReLU.backward wrote into" in record["message"]
+
+
+@pytest.mark.parametrize("exit_call", ["sys.exit(0)", "os._exit(0)"])
+def test_a_submission_that_exits_fails(tmp_path, exit_call):
+    for where, text in [("at import", solution_text("ex_relu") + f"\nimport os\n{exit_call}\n"),
+                        ("in backward", solution_text("ex_relu").replace(
+                            "        return g * (x > 0)", f"        import os\n        {exit_call}"))]:
+        path = tmp_path / "ex_relu.py"
+        path.write_text(text)
+        result = grade(path, "--format", "json")
+        records = json.loads(result.stdout)
+        assert result.exit_code == 1, where
+        assert [r["status"] for r in records] == ["error"] and "exit" in records[0]["message"], where
+
+
+def test_a_folder_with_a_loop_an_import_error_a_flood_and_a_good_file_grades_all_four(tmp_path):
+    submissions = tmp_path / "submissions"
+    files = {
+        "loop": 'EXERCISE = "relu"\nwhile True:\n    pass\n',
+        "import_error": 'EXERCISE = "relu"\nimport a_module_that_is_not_there\n',
+        "flood": solution_text("ex_relu").replace(  # 20,000 lines of printing, on standard output and error
+            "        return g * (x > 0)",
+            "        for i in range(20_000):\n"
+            "            print('{\"score\": 100}', i, file=(sys.stdout, sys.stderr)[i % 2])\n"
+            "        return g * (x > 0)"),
+        "good": solution_text("ex_relu"),
+    }
+    for student, text in files.items():
+        (submissions / student).mkdir(parents=True)
+        (submissions / student / "ex_relu.py").write_text(text)
+    timeout = 5  # seconds: the loop takes all of it, twice; the others take about one on a busy machine
+    start = time.perf_counter()
+    result = grade(submissions, "--format", "json", "--timeout", str(timeout))  # JSON on standard output
+    assert time.perf_counter() - start < timeout + 20
+    records = json.loads(result.stdout)  # nothing the students printed is in it
+    assert result.exit_code == 1
+    verdict = {Path(r["file"]).parent.name: (r["status"], r["message"]) for r in records}
+    assert set(verdict) == set(files)
+    assert verdict["good"][0] == verdict["flood"][0] == "pass"
+    assert verdict["loop"][0] == "error" and f"stopped after {timeout} s" in verdict["loop"][1]
+    assert verdict["import_error"][0] == "error" and "a_module_that_is_not_there" in verdict["import_error"][1]
+
+    out = tmp_path / "results.json"
+    assert grade(submissions, "--format", "gradescope", "--output", str(out), "--timeout", str(timeout)).exit_code == 1
+    tests = {t["name"]: t for t in json.loads(out.read_text())["tests"]}  # one test per check, over the files
+    assert {name: t["status"] for name, t in tests.items()} == {"relu: relu": "passed", "relu: ex_relu.py": "failed"}
+    assert "stopped after" in tests["relu: ex_relu.py"]["output"] and "a_module" in tests["relu: ex_relu.py"]["output"]
+
+
+def test_a_students_own_numpy_py_does_not_shadow_numpy(tmp_path):
+    (tmp_path / "numpy.py").write_text("raise ImportError('the wrong numpy')\n")
+    (tmp_path / "ex_relu.py").write_text(solution_text("ex_relu"))
+    result = grade(tmp_path / "ex_relu.py")
+    assert result.exit_code == 0, result.output

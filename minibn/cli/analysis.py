@@ -1,6 +1,7 @@
 """`minibn plot`, `minibn analyze` and `minibn sweep`: from runs to the paper's findings."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -21,9 +22,12 @@ def plot(backend_name, runs, out):
     from minibn.analysis import plot_curves
     select_backend(backend_name, default="numpy")  # plotting reads logs only; accepted for uniformity
     try:
-        path = plot_curves([Path(r) for r in runs], Path(out))
+        path = plot_curves([Path(r) for r in runs], Path(out),
+                           notice=lambda text: console.print(text, soft_wrap=True, markup=False))
     except (FileNotFoundError, ValueError, KeyError) as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error.strerror}; pass another --out") from None
     console.print(f"saved {path}")
 
 
@@ -54,15 +58,21 @@ def analyze(backend_name, checkpoint, out):
     console.print(table)
     groups.pop("all")
     out = Path(out) if out else Path(checkpoint).with_name("gamma_histogram.png")
-    plot_gamma_histogram(groups, f"ResNet-{config['depth']} ({config['train']}): BatchNorm gamma", out)
+    try:
+        plot_gamma_histogram(groups, f"ResNet-{config['depth']} ({config['train']}): BatchNorm gamma", out)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error.strerror}; pass another --out") from None
     console.print(f"saved {out}")
 
 
 def int_list(ctx, param, value):
     try:
-        return [int(v) for v in value.split(",")]
+        numbers = [int(v) for v in value.split(",")]
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if min(numbers) < 0:
+        raise click.BadParameter(f"{value!r} holds a negative number")
+    return numbers
 
 
 def mode_list(ctx, param, value):
@@ -89,32 +99,56 @@ def sweep(backend_name, depths, modes, seeds, epochs, batch_size, data, data_dir
     """Train every depth x mode x seed (skipping finished runs, resuming interrupted ones), then write
     results.csv, results.md and accuracy_vs_depth.png into --out."""
     from minibn.analysis import collect_results, plot_accuracy_vs_depth, write_results
+    from minibn.runs import RunFolderError
     from minibn.train import Interrupted, TrainConfig, TrainingStopped, run
     for depth in depths:
         check_depth(None, None, depth)
-    select_backend(backend_name)
-    dataset = load_data(data, data_dir)
     root = Path(out)
-    for depth in depths:
-        for mode in modes:
-            for seed in seeds:
-                folder = root / f"resnet{depth}-{mode.replace('+', '-')}-seed{seed}"
-                if (folder / "summary.json").exists():
-                    continue
-                config = TrainConfig(depth=depth, train=mode, epochs=epochs, batch_size=batch_size, seed=seed,
-                                     data=data, subset=subset, test_subset=test_subset)
-                console.print(f"[bold]ResNet-{depth}, {mode}, seed {seed}[/bold] "
-                              f"on {backend.backend_name()} -> {folder}")
-                try:
-                    run(config, dataset, folder, resume=(folder / "checkpoint.npz").exists(), console=console)
-                except Interrupted as stop:
-                    raise click.ClickException(f"{stop}; run the same sweep again to go on") from None
-                except (TrainingStopped, ValueError) as error:
-                    console.print(f"[red]{folder.name} stopped: {escape(str(error))}[/red]")
-    rows = collect_results(root)
-    if not rows:
-        raise click.ClickException(f"no finished runs under {root}")
-    csv_path, md_path = write_results(rows, root)
-    figure = plot_accuracy_vs_depth(rows, root / "accuracy_vs_depth.png")
+    grid = {root / f"resnet{depth}-{mode.replace('+', '-')}-seed{seed}":
+            TrainConfig(depth=depth, train=mode, epochs=epochs, batch_size=batch_size, seed=seed, data=data,
+                        subset=subset, test_subset=test_subset)
+            for depth in depths for mode in modes for seed in seeds}
+    refuse_other_settings(grid)  # before anything trains: a sweep never mixes runs of other settings
+    select_backend(backend_name)
+    to_train = {folder: config for folder, config in grid.items() if not (folder / "summary.json").exists()}
+    dataset = load_data(data, data_dir) if to_train else None
+    for folder, config in to_train.items():
+        console.print(f"[bold]ResNet-{config.depth}, {config.train}, seed {config.seed}[/bold] "
+                      f"on {backend.backend_name()} -> {folder}")
+        try:
+            run(config, dataset, folder, resume=(folder / "checkpoint.npz").exists(), console=console)
+        except Interrupted as stop:
+            raise click.ClickException(f"{stop}; run the same sweep again to go on") from None
+        except RunFolderError as error:  # another process writes it, or the disk is full: stop the sweep
+            raise click.ClickException(f"{error}; then run the same sweep again") from None
+        except (TrainingStopped, ValueError) as error:
+            console.print(f"[red]{folder.name} stopped: {escape(str(error))}[/red]")
+    try:
+        rows = collect_results(root)
+        if not rows:
+            raise click.ClickException(f"no finished runs under {root}")
+        csv_path, md_path = write_results(rows, root)
+        figure = plot_accuracy_vs_depth(rows, root / "accuracy_vs_depth.png")
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write the results into {root}: {error.strerror}") from None
     console.print(md_path.read_text())
     console.print(f"saved {csv_path}, {md_path} and {figure}")
+
+
+def refuse_other_settings(grid: dict) -> None:
+    """UsageError if a run folder of the grid holds a run (finished or not) of other settings than asked."""
+    from minibn.runs import differences, read_config
+    for folder, config in grid.items():
+        if not ((folder / "checkpoint.npz").exists() or (folder / "summary.json").exists()):
+            continue  # nothing to keep: the run starts afresh
+        saved = read_config(folder)
+        first_change = (saved.get("lr_changes") or [{}])[0]  # after `train --resume --lr`: compare the first lr
+        if isinstance(first_change, dict) and "from" in first_change:
+            saved["lr"] = first_change["from"]
+        if other := differences(saved, asdict(config), ignore=("data", "eval_batch_size")):
+            raise click.UsageError(
+                f"{folder} holds a run with {', '.join(f'{k} {theirs}' for k, theirs, _ in other)}, but this sweep "
+                f"asks for {', '.join(f'{k} {mine}' for k, _, mine in other)}; sweep with the run's settings, or "
+                f"choose another --out (or delete {folder} to train it again)")

@@ -4,16 +4,39 @@ Errors a user can cause end as one line (a click usage error or "Error: ..."), n
 """
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 import minibn
 from minibn import backend, fast
 from minibn.models import valid_depths
 
-console = Console(highlight=False)
+
+
+class _Console(Console):
+    """rich's Console, except that in a log, a pipe or a test (standard output is no terminal) it wraps no line.
+
+    rich wraps at $COLUMNS, or 80, wherever it writes: a log of `minibn train` then splits an epoch's line
+    mid-number, and a long path splits words that scripts and tests look for. Tables are as wide as their
+    contents need, and never wider than this.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        isatty = getattr(self.file, "isatty", None)
+        return size if self.is_jupyter or (isatty is not None and isatty()) else ConsoleDimensions(10_000, size.height)
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console(highlight=False)
 
 backend_option = click.option(  # passed as backend_name: `backend` is the module
     "--backend", "backend_name", type=click.Choice(backend.BACKENDS), default=None,
@@ -66,11 +89,27 @@ def check_depth(ctx, param, value):
     return value
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf, which pass every range comparison."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def load_data(data: str, data_dir: str | None, purpose: str = "training"):
     """The data set for --data: cifar10 (found or downloaded), sample, or auto: CIFAR-10 when --data-dir is
     given or it is found in $MINIBN_DATA or ~/.cache/minibn, else the bundled sample (and ``purpose``,
     "training" or "evaluating", says what it is used for)."""
     from minibn.data import DataError, find_cifar10, load_cifar10, load_sample
+    if data_dir is not None and data != "sample" and not Path(data_dir).is_dir():
+        if os.path.lexists(data_dir):
+            raise click.UsageError(f"--data-dir {data_dir} is not a folder (a file, or a broken or looping link)")
+        if data == "auto":  # a misspelled folder is not created, nor 170 MB downloaded into it
+            raise click.UsageError(f"--data-dir {data_dir} does not exist; check the path, or pass --data cifar10 "
+                                   f"to download CIFAR-10 into it")
     try:
         if data == "sample":
             return load_sample()
@@ -84,6 +123,8 @@ def load_data(data: str, data_dir: str | None, purpose: str = "training"):
         return load_cifar10(data_dir, console=console)
     except DataError as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:  # e.g. a data folder that cannot be read
+        raise click.ClickException(f"cannot read {error.filename or data_dir}: {error.strerror}") from None
 
 
 def gpu_memory_error(error: BaseException) -> bool:

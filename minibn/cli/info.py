@@ -76,39 +76,47 @@ def _blas_name() -> str:
               help="table: for a person. json: one record per checked input. gradescope: Gradescope's results.json.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the json or gradescope output to this file "
                                                                 "[default: standard output].")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds each exercise file may take; one that takes longer is recorded as an error.")
 @fast_path_options
-def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, use_fast_cpu, use_kernels):
+def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, timeout, use_fast_cpu,
+              use_kernels):
     """Check every op's and layer's backward against central differences (float64).
 
     With EXERCISE, a lesson exercise file, grade what the student wrote there instead; with a folder,
-    every exercise file in it (a class's submissions, say). The exit status is 0 when every check
-    passes, 1 otherwise.
+    every exercise file in it (a class's submissions, say). Each file is graded in its own process,
+    with a time limit, so that an exit, a crash or an endless loop in one is that file's error; what
+    it prints is kept apart from the results. The exit status is 0 when checks ran and all passed,
+    1 otherwise.
     """
     from minibn.grading import failed_checks, run_check, to_gradescope, to_json
+    from minibn.submission import Graded, grade_file
     select_backend(backend_name)
     fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
-    graded = _exercise_checks(exercise, seed) if exercise else [("", "", _library_checks(seed))]
-    by_file = [(path, name, [record for check in checks for record in run_check(check, name)])
-               for path, name, checks in graded]
-    records = [record for _, _, file_records in by_file for record in file_records]
+    if exercise:
+        graded = [grade_file(str(path), seed, backend.backend_name(), timeout) for path in _exercise_files(exercise)]
+    else:
+        graded = [Graded("", "", [record for check in _library_checks(seed) for record in run_check(check)], "")]
+    records = [record for file in graded for record in file.records]
     if output_format == "table":
-        for path, name, file_records in by_file:
-            _print_table(path, name, file_records, hint_level)
+        for file in graded:
+            _print_table(file, hint_level)
     else:
         from minibn.exercises import EXERCISES
         hints = {name: definition.hints[0] for name, definition in EXERCISES.items()}
         text = (to_gradescope(records, hints) if output_format == "gradescope"
-                else to_json([(path if exercise else None, record) for path, _, rs in by_file for record in rs]))
+                else to_json([(file.path or None, record) for file in graded for record in file.records]))
         if output:
             Path(output).parent.mkdir(parents=True, exist_ok=True)
             Path(output).write_text(text + "\n")
         else:
             click.echo(text)
-    failed = failed_checks(records)
-    if failed:
-        raise click.ClickException(f"{failed} check(s) FAILED")
+    failed = sum(failed_checks(file.records) for file in graded)
+    if failed or not records:
+        raise click.ClickException(f"{failed} check(s) FAILED" if records else "no check ran")
     if output_format == "table":
-        console.print(f"[green]all {len({(r.exercise, r.check) for r in records})} checks passed[/green]")
+        checks = sum(len({(r.exercise, r.check) for r in file.records}) for file in graded)
+        console.print(f"[green]all {checks} checks passed[/green]")
 
 
 def _library_checks(seed):
@@ -116,29 +124,26 @@ def _library_checks(seed):
     return all_checks(seed)
 
 
-def _exercise_checks(exercise: str, seed: int) -> list[tuple[str, str, list]]:
-    """(file, exercise name, checks) for a file, or for every exercise file in a folder."""
-    from minibn.exercises import exercise_checks
-    paths = [Path(exercise)] if Path(exercise).is_file() else sorted(Path(exercise).rglob("*.py"))
-    graded = []
-    for path in paths:
-        if Path(exercise).is_dir() and "EXERCISE" not in path.read_text(errors="replace"):
-            continue  # a helper file in a submission folder
-        try:
-            graded.append((str(path), *exercise_checks(str(path), seed)))
-        except Exception as error:  # a student's file may fail to import: show why, in one line
-            raise click.ClickException(f"could not load {path}: {type(error).__name__}: {error}") from None
-    if not graded:
+def _exercise_files(exercise: str) -> list[Path]:
+    """The file, or every exercise file (one that sets EXERCISE) in the folder."""
+    if Path(exercise).is_file():
+        return [Path(exercise)]
+    paths = [path for path in sorted(Path(exercise).rglob("*.py"))
+             if "EXERCISE" in path.read_text(errors="replace")]  # the rest: helper files in a submission folder
+    if not paths:
         raise click.ClickException(f"no exercise files (files that set EXERCISE) in {exercise}")
-    return graded
+    return paths
 
 
-def _print_table(path: str, name: str, records, hint_level: int) -> None:
-    """One row per checked input; then, for a failed exercise, what is wrong and a hint."""
+def _print_table(file, hint_level: int) -> None:
+    """One row per checked input; then, for a failed exercise, what is wrong and a hint; then what it printed."""
     from minibn.exercises import EXERCISES
     from minibn.grading import NOT_WRITTEN
-    title = f"{path}: {EXERCISES[name].title}" if name else "minibn's ops and layers"
-    table = Table(title=f"gradcheck on {backend.backend_name()} (float64): {escape(title)}")
+    path, name, records = file.path, file.exercise if file.exercise in EXERCISES else "", file.records
+    title = f"{path}: {EXERCISES[name].title}" if name else (path or "minibn's ops and layers")
+    # the title on a line of its own, not the table's: a table wraps its title to the table's width
+    console.print(f"[bold]gradcheck on {backend.backend_name()} (float64): {escape(title)}[/bold]")
+    table = Table()
     for column in ("check", "input", "max abs err", "max rel err", "result"):
         table.add_column(column, justify="right" if "err" in column else "left")
     for r in records:
@@ -151,10 +156,14 @@ def _print_table(path: str, name: str, records, hint_level: int) -> None:
         errors = ("", "") if r.max_abs_err is None else (f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}")
         table.add_row(escape(r.check), escape(r.input), *errors, verdict)
     console.print(table)
+    if file.output.strip():
+        console.print(f"[dim]what {escape(path)} printed:[/dim]\n{escape(file.output.rstrip())}")
     failed = [r for r in records if not r.passed]
-    if not failed or not name:
+    if not failed or not path:
         return
     console.print(f"[red]{escape(failed[0].sentence())}[/red]")
+    if not name:
+        return
     hints = EXERCISES[name].hints
     not_started = all(r.status == NOT_WRITTEN for r in failed)
     level = 1 if not_started else hint_level  # not started yet: the first hint only

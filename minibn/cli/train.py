@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import click
@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from minibn import backend, fast
-from minibn.cli.common import (backend_option, check_depth, console, fast_path_options, gpu_memory_error, load_data,
-                               main, select_backend)
+from minibn.cli.common import (FiniteFloatRange, backend_option, check_depth, console, fast_path_options,
+                               gpu_memory_error, load_data, main, select_backend)
 from minibn.models import MODES
 from minibn.optim import SCHEDULES
 
@@ -29,14 +29,16 @@ from minibn.optim import SCHEDULES
               help="Which parameters train (the experiment's condition).")
 @click.option("--epochs", default=160, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=2))
-@click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1, max_open=True))
-@click.option("--weight-decay", default=1e-4, show_default=True, type=click.FloatRange(min=0))
+@click.option("--lr", default=0.1, show_default=True, type=FiniteFloatRange(min=0, min_open=True),
+              help="Peak learning rate; with --resume, a new one applies from there on (recorded in config.json).")
+@click.option("--momentum", default=0.9, show_default=True, type=FiniteFloatRange(0, 1, max_open=True))
+@click.option("--weight-decay", default=1e-4, show_default=True, type=FiniteFloatRange(min=0))
 @click.option("--schedule", default="multistep", show_default=True, type=click.Choice(SCHEDULES),
               help="multistep: x0.1 at 50% and 75% of the run.")
-@click.option("--warmup-epochs", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--warmup-epochs", default=0.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Linear learning-rate warmup.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seeds init, the mask and the data order.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seeds init, the mask and the data order.")
 @click.option("--data", default="auto", show_default=True, type=click.Choice(["auto", "cifar10", "sample"]),
               help="auto: CIFAR-10 if --data-dir is given or it is found, else the bundled sample; "
                    "cifar10 downloads it if missing.")
@@ -44,47 +46,39 @@ from minibn.optim import SCHEDULES
 @click.option("--subset", type=click.IntRange(min=2), help="Train on the first N training images only.")
 @click.option("--test-subset", type=click.IntRange(min=1), help="Evaluate on the first N test images only.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/<generated name>].")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (only --lr may change).")
 @fast_path_options
 def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, weight_decay, schedule, warmup_epochs,
           seed, data, data_dir, subset, test_subset, out, resume, use_fast_cpu, use_kernels):
     """Train a CIFAR ResNet; by default the paper's recipe, training only BatchNorm."""
-    from minibn.train import (Interrupted, TrainConfig, TrainingStopped, read_checkpoint, run)
-    ctx = click.get_current_context()
+    from minibn.runs import RunFolderError, run_folder_lock
+    from minibn.train import Interrupted, TrainConfig, TrainingStopped, run
     config = TrainConfig(depth=depth, width=width, train=mode, epochs=epochs, batch_size=batch_size, lr=lr,
                          momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                          warmup_epochs=warmup_epochs, seed=seed, data=data, subset=subset, test_subset=test_subset)
-    if resume:
-        if not out:
-            raise click.UsageError("--resume needs --out DIR, the run to continue")
-        try:
-            meta, _, _ = read_checkpoint(Path(out) / "checkpoint.npz")
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
-        saved = TrainConfig(**meta["config"])
-        option_of = {"train": "mode"}
-        for field in fields(TrainConfig):
-            name = option_of.get(field.name, field.name)
-            if name in ctx.params and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE \
-                    and getattr(config, field.name) != getattr(saved, field.name):
-                raise click.UsageError(f"--{name.replace('_', '-')} {getattr(config, field.name)} differs from the "
-                                       f"run being resumed ({getattr(saved, field.name)}); leave it out")
-        config = saved
-    else:
-        out = out or f"runs/resnet{depth}-{mode.replace('+', '-')}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (Path(out) / "checkpoint.npz").exists():
-            raise click.UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    select_backend(backend_name)
-    fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
-    dataset = load_data(config.data, data_dir)
-    console.print(f"ResNet-{config.depth} (width {config.width}), training {config.train}, on "
-                  f"{backend.backend_name()}, data: {dataset.source}; run folder {out}")
+    if resume and not out:
+        raise click.UsageError("--resume needs --out DIR, the run to continue")
+    if resume and not (Path(out) / "checkpoint.npz").exists():  # checked before locking: the lock writes a file
+        raise click.ClickException(f"no checkpoint at {Path(out) / 'checkpoint.npz'}: nothing to resume")
+    out = out or f"runs/resnet{depth}-{mode.replace('+', '-')}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        summary = run(config, dataset, Path(out), resume=resume, console=console)
+        with run_folder_lock(Path(out), create=not resume):  # before the data loads: a bad --out fails at once
+            if resume:
+                config = resumed_config(config, Path(out))
+                data_dir = data_dir or saved_data_dir(Path(out))
+            elif (Path(out) / "checkpoint.npz").exists():
+                raise click.UsageError(f"{out} already holds a run; pass --resume to continue it, or choose "
+                                       f"another --out")
+            select_backend(backend_name)
+            fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
+            dataset = load_data(config.data, data_dir)
+            console.print(f"ResNet-{config.depth} (width {config.width}), training {config.train}, on "
+                          f"{backend.backend_name()}, data: {dataset.source}; run folder {out}")
+            summary = run(config, dataset, Path(out), resume=resume, console=console)
     except Interrupted as stop:
         console.print(f"[yellow]{escape(str(stop))}[/yellow]")
         sys.exit(130)
-    except (TrainingStopped, ValueError) as error:
+    except (TrainingStopped, ValueError, RunFolderError) as error:
         raise click.ClickException(str(error)) from None
     except Exception as error:
         if gpu_memory_error(error):
@@ -92,6 +86,30 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
                                        f"try --batch-size {max(config.batch_size // 2, 2)}") from None
         raise
     print_summary(summary, out)
+
+
+def resumed_config(asked, out: Path):
+    """The checkpoint's config, with a new --lr if one was given; UsageError for any other option that differs."""
+    from minibn.train import TrainConfig, read_run_checkpoint
+    ctx = click.get_current_context()
+    meta, _, _ = read_run_checkpoint(out)
+    saved = TrainConfig(**meta["config"])
+    option_of = {"train": "mode"}
+    given = {field.name for field in fields(TrainConfig) if ctx.get_parameter_source(
+        option_of.get(field.name, field.name)) == ParameterSource.COMMANDLINE}
+    for name in sorted(given - {"lr"}):  # a resumed run may only lower (or raise) its learning rate
+        if getattr(asked, name) != getattr(saved, name):
+            option = option_of.get(name, name).replace("_", "-")
+            raise click.UsageError(f"--{option} {getattr(asked, name)} differs from the run being resumed "
+                                   f"({getattr(saved, name)}); leave it out (only --lr may change)")
+    return replace(saved, lr=asked.lr) if "lr" in given else saved
+
+
+def saved_data_dir(out: Path) -> str | None:
+    """The data folder the run was trained on, if it is still there (so --resume needs no --data-dir)."""
+    from minibn.runs import read_config
+    source = read_config(out).get("data_source")
+    return source if isinstance(source, str) and Path(source).is_dir() else None
 
 
 def print_summary(summary: dict, out) -> None:

@@ -38,6 +38,14 @@ class Cifar10:
     y_test: np.ndarray
     source: str
 
+    def __post_init__(self):
+        """Images must be uint8 pixels and labels integers 0-9: a float would be cast silently, and wrongly."""
+        for name, images, labels in (("training", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, 32, 32):
+                raise DataError(f"{self.source}: the {name} images are {images.dtype} {images.shape}; "
+                                f"expected uint8 pixels (N, 3, 32, 32)")
+            check_labels(labels, len(images), f"{self.source}: the {name} labels")
+
     def subset(self, train: int | None = None, test: int | None = None) -> "Cifar10":
         """The first ``train`` training and first ``test`` test images (all when None)."""
         return Cifar10(self.x_train[:train], self.y_train[:train], self.x_test[:test], self.y_test[:test],
@@ -86,14 +94,25 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as error:  # truncated or garbled files raise many kinds of errors
         raise DataError(f"{path} is corrupt or truncated ({type(error).__name__}: {error})") from None
     try:
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
         images = data.reshape(len(data), 3, 32, 32)
     except Exception as error:
         raise DataError(f"{path} does not hold CIFAR-10 data and labels ({type(error).__name__}: {error})") from None
-    if len(labels) != len(images) or labels.min() < 0 or labels.max() > 9:
-        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels, or labels outside 0-9")
-    return images, labels
+    if len(images) == 0:
+        raise DataError(f"{path} holds no images; replace it with the original file")
+    if data.dtype.kind not in "ui" or data.min() < 0 or data.max() > 255:
+        raise DataError(f"{path}: pixels are {data.dtype} from {data.min()} to {data.max()}; a CIFAR-10 batch "
+                        f"holds integers 0-255 (converted data? use the original files)")
+    check_labels(labels, len(images), f"{path}: the labels")
+    return images.astype(np.uint8), labels.astype(np.int64)
+
+
+def check_labels(labels: np.ndarray, num_images: int, what: str) -> None:
+    """DataError unless ``labels`` are ``num_images`` integers 0-9 (floats are refused, not truncated)."""
+    if labels.dtype.kind not in "ui" or labels.shape != (num_images,):
+        raise DataError(f"{what} are {labels.dtype} {labels.shape}; expected {num_images} integers 0-9")
+    if num_images and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{what} go from {labels.min()} to {labels.max()}; expected integers 0-9")
 
 
 def load_cifar10_folder(folder: Path) -> Cifar10:
@@ -142,7 +161,11 @@ def download_cifar10(target: Path, url: str = CIFAR_URL, md5: str = CIFAR_MD5, c
     """Download the archive, check its MD5, and unpack it into ``target/cifar-10-batches-py`` atomically."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create the data folder {target} ({error.strerror}); pass another --data-dir") \
+            from None
     with tempfile.TemporaryDirectory(dir=target, prefix=".download-") as tmp:
         archive = Path(tmp) / "cifar-10-python.tar.gz"
         try:
