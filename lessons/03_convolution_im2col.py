@@ -130,3 +130,17 @@ else:
           ["method", "ms", "speed-up", "max |dx diff|"], rows)
     console.print("Same numbers (to float32 rounding). BatchNorm, ReLU and the residual add get the same treatment "
                   "in fast_cpu/batchnorm.py: one fused op on whole channel rows.")
+
+# %% [markdown]
+# ## The same layout on a GPU: fewer calls
+#
+# On a GPU the cache and the threads do not matter; what costs is each CuPy call (10-30 us of host work,
+# whatever its size: lesson 07). `minibn/fast_gpu.py` uses the flat layout for that: the whole im2col is
+# one strided copy of an `as_strided` view (each kernel offset is a shift of the row, and the view holds
+# all nine shifts of every channel) into a scratch matrix whose pad columns stay zero, then one GEMM, whose
+# output therefore has zero pads too. The input gradient is the same gather of the output gradient with
+# the kernel flipped; a stride-2 conv first spreads its output gradient onto the input's grid (one more
+# copy) and is then a stride-1 one. Counted with `minibn/opcount.py` on CuPy's stand-in (2026-11-30), over
+# the 21 convolutions of a ResNet-20 step: 2 calls per conv forward instead of 12 (a pad, nine slice
+# copies, the GEMM, a transpose), and 3 per input gradient instead of about 20 (col2im's nine adds and
+# nine assignments, a zeros, the GEMM, a transpose).

@@ -34,12 +34,14 @@ def lesson_args(name: str, doc: str | None, add_arguments=None) -> argparse.Name
                         help="smallest settings, seconds to run (the tests use it)")
     parser.add_argument("--fast-cpu", action=argparse.BooleanOptionalAction, default=None,
                         help="NumPy's fast path (minibn/fast_cpu) [default: on, or $MINIBN_FAST_CPU]")
+    parser.add_argument("--fast-gpu", action=argparse.BooleanOptionalAction, default=None,
+                        help="CuPy's flat-layout ops (minibn/fast_gpu.py) [default: on, or $MINIBN_FAST_GPU]")
     parser.add_argument("--kernels", action=argparse.BooleanOptionalAction, default=None,
                         help="CuPy's hand-written kernels (minibn/kernels.py) [default: off, or $MINIBN_KERNELS]")
     if add_arguments:
         add_arguments(parser)
     args, _ = parser.parse_known_args([] if IN_NOTEBOOK else None)  # a notebook kernel has its own arguments
-    fast.use(fast_cpu=args.fast_cpu, kernels=args.kernels)  # the same switches as minibn's commands
+    fast.use(fast_cpu=args.fast_cpu, fast_gpu=args.fast_gpu, kernels=args.kernels)  # as minibn's commands
     args.out.mkdir(parents=True, exist_ok=True)
     console.rule(f"[bold]{name}[/bold]")
     return args

@@ -6,6 +6,7 @@ shift; running_mean and running_var (C,) are buffers updated in place.
 """
 from __future__ import annotations
 
+from minibn import running_stats
 from minibn.backend import array_module
 from minibn.tensor import Context, Function, Tensor
 
@@ -62,8 +63,8 @@ class BatchNorm(Function):
         xhat, inv_std, gamma = ctx.saved
         needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
         shape, m = ctx.shape, ctx.m
-        dbeta = g.sum(axis=ctx.axes)
-        dgamma = (g * xhat).sum(axis=ctx.axes)
+        dbeta = g.sum(axis=ctx.axes, out=ctx.grad_out(2))  # out: straight into the optimizer's flat gradient
+        dgamma = (g * xhat).sum(axis=ctx.axes, out=ctx.grad_out(1))
         dx = None
         if needs_x:
             scale = (gamma * inv_std).reshape(shape)
@@ -79,13 +80,13 @@ class BatchNorm(Function):
 
 def update_running_stats(running_mean, running_var, mean, var, m: int, momentum: float) -> None:
     """running = (1 - momentum) running + momentum batch, in place; the variance unbiased by M/(M-1), as
-    PyTorch does. The one update every BatchNorm version calls (this file's, fast_cpu's, the kernels')."""
+    PyTorch does. The one update every BatchNorm version calls (this file's, fast_cpu's, the kernels').
+    Inside a module call it happens when the outermost call returns, for all layers at once
+    (minibn/running_stats.py: 4 array operations a step instead of 6 per layer)."""
     if m < 2:
         raise ValueError("batch_norm in training mode needs more than one value per channel")
-    running_mean *= 1 - momentum
-    running_mean += momentum * mean
-    running_var *= 1 - momentum
-    running_var += momentum * var * (m / (m - 1))
+    if not running_stats.defer(running_mean, running_var, mean, var, m, momentum):
+        running_stats.update_now(running_mean, running_var, mean, var, m, momentum)
 
 
 def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean, running_var, training: bool,

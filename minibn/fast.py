@@ -1,15 +1,20 @@
 """Which implementation each op runs: the textbook op, or a fast version of it. All in this one file.
 
-minibn has two fast paths, switched the same way, one switch each:
+minibn has three fast paths, switched the same way, one switch each:
 
-    fast path   runs on        what it is                                         switch          default
-    fast_cpu    NumPy arrays   ops on the flat layout (minibn/fast_cpu)            MINIBN_FAST_CPU  on
-    kernels     CuPy arrays    hand-written CuPy kernels (minibn/kernels.py)      MINIBN_KERNELS   off
+    fast path   runs on        what it is                                           switch           default
+    fast_cpu    NumPy arrays   ops on the flat layout (minibn/fast_cpu)              MINIBN_FAST_CPU  on
+    fast_gpu    CuPy arrays    the flat layout's conv and BatchNorm in few CuPy      MINIBN_FAST_GPU  on
+                               calls (minibn/fast_gpu.py)
+    kernels     CuPy arrays    hand-written CuPy kernels (minibn/kernels.py)        MINIBN_KERNELS   off
 
-The default rule: a fast path is on by default once it has been measured faster than the textbook ops
-on its device. The flat layout has been, on a CPU (README, Speed); the kernels not yet: no session has
-had a GPU. ``use_fast_cpu``/``use_kernels``, the environment variables, and the ``--fast-cpu``/
-``--kernels`` flags of `train`, `bench`, `gradcheck` and the lessons set them.
+The default rule: a fast path is on by default once it is known to beat the textbook ops on its device.
+The flat layout has been measured faster on a CPU (README, Speed). On a GPU at CIFAR size a step is bound
+by the host's work per CuPy call, and fast_gpu makes well under half the calls of the textbook ops
+(counted: minibn/opcount.py, README); it is plain CuPy, so it is on, while its time on a GPU is still
+unmeasured. The kernels are not measured yet, so they are off; when they are on, they take precedence
+over fast_gpu. ``use`` (or ``use_fast_cpu``/``use_fast_gpu``/``use_kernels``), the environment variables,
+and the ``--fast-cpu``/``--fast-gpu``/``--kernels`` flags of the commands and the lessons set them.
 
 The ops that have a fast version are the functions below, which minibn.functional (and so the layers
 of minibn.nn) calls: conv2d, batch_norm, batch_norm_relu, global_avg_pool2d, cross_entropy, and the
@@ -39,6 +44,7 @@ def _from_environment(name: str, default: bool) -> bool:
 
 _fast_cpu = _from_environment("MINIBN_FAST_CPU", True)
 _kernels = _from_environment("MINIBN_KERNELS", False)
+_fast_gpu = _from_environment("MINIBN_FAST_GPU", True)
 
 
 def use_fast_cpu(enabled: bool) -> None:
@@ -49,6 +55,16 @@ def use_fast_cpu(enabled: bool) -> None:
 
 def fast_cpu_enabled() -> bool:
     return _fast_cpu
+
+
+def use_fast_gpu(enabled: bool) -> None:
+    """Switch the GPU's flat-layout ops (minibn/fast_gpu.py, on CuPy) on or off."""
+    global _fast_gpu
+    _fast_gpu = bool(enabled)
+
+
+def fast_gpu_enabled() -> bool:
+    return _fast_gpu
 
 
 def use_kernels(enabled: bool) -> None:
@@ -64,14 +80,18 @@ def kernels_enabled() -> bool:
 def settings() -> dict:
     """Every switch of the fast paths, for ``use(**settings)`` to put back (the tests do)."""
     from minibn.fast_cpu.threads import num_threads
-    return {"fast_cpu": _fast_cpu, "kernels": _kernels, "threads": num_threads()}
+    return {"fast_cpu": _fast_cpu, "fast_gpu": _fast_gpu, "kernels": _kernels, "threads": num_threads()}
 
 
-def use(fast_cpu: bool | None = None, kernels: bool | None = None, threads: int | None = None) -> None:
-    """Set the switches; None leaves one as it is. What the --fast-cpu, --kernels and --threads flags call."""
+def use(fast_cpu: bool | None = None, kernels: bool | None = None, threads: int | None = None,
+        fast_gpu: bool | None = None) -> None:
+    """Set the switches; None leaves one as it is. What the --fast-cpu, --fast-gpu, --kernels and --threads
+    flags call."""
     from minibn.fast_cpu.threads import set_num_threads
     if fast_cpu is not None:
         use_fast_cpu(fast_cpu)
+    if fast_gpu is not None:
+        use_fast_gpu(fast_gpu)
     if kernels is not None:
         use_kernels(kernels)
     if threads is not None:
@@ -81,6 +101,11 @@ def use(fast_cpu: bool | None = None, kernels: bool | None = None, threads: int 
 def flat_for(array) -> bool:
     """True if ops on ``array`` run their flat-layout versions: a NumPy float array, fast_cpu on."""
     return _fast_cpu and isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64)
+
+
+def fast_gpu_for(array) -> bool:
+    """True if ops on ``array`` run fast_gpu's flat-layout versions: a CuPy float array, fast_gpu on, kernels off."""
+    return _fast_gpu and not _kernels and is_cupy_array(array) and array.dtype in (np.float32, np.float64)
 
 
 def kernels_for(array) -> bool:
@@ -112,6 +137,7 @@ def ops_run(step) -> list[tuple[str, str, str]]:
 def switches() -> list[tuple[str, bool, str]]:
     """(fast path, on, what it covers) for each fast path, for `minibn info`."""
     return [("fast_cpu", _fast_cpu, "NumPy: conv, BatchNorm (+ ReLU + add), pooling on the flat layout"),
+            ("fast_gpu", _fast_gpu, "CuPy: conv, BatchNorm (+ ReLU + add), pooling on the flat layout, few calls"),
             ("kernels", _kernels, "CuPy: im2col/col2im, BatchNorm, cross-entropy backward, SGD as single kernels")]
 
 
@@ -121,19 +147,23 @@ def _tensor(x) -> Tensor:
 
 
 def conv2d(x, weight, bias=None, stride: int = 1, padding: int = 0) -> Tensor:
-    """F.conv2d: conv.Conv2d, or fast_cpu's flat conv (no bias, padding <= 1), or conv.Conv2d with kernels."""
+    """F.conv2d: conv.Conv2d, or fast_cpu's flat conv (no bias, padding <= 1), or conv.Conv2d with kernels,
+    or fast_gpu's flat conv (no bias, 1x1 or 3x3, padding k // 2)."""
     x = _tensor(x)
     if flat_for(x.data) and flat_conv.has_flat_version(weight.shape, bias, padding):
         return flat_conv.conv2d(flat_layout.flat(x), weight, stride, padding)
     if kernels_for(x.data):
         return kernels.Conv2dKernels.apply(x, weight, *(() if bias is None else (bias,)), stride=stride,
                                            padding=padding)
+    if fast_gpu_for(x.data) and gpu_flat.has_gpu_version(weight.shape, bias, stride, padding):
+        return gpu_flat.conv2d(flat_layout.flat(x), weight, stride)
     return conv.conv2d(x, weight, bias, stride=stride, padding=padding)
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, training: bool, momentum: float = 0.1,
                eps: float = 1e-5) -> Tensor:
-    """F.batch_norm: batchnorm.BatchNorm, or fast_cpu's BatchNormFlat, or kernels' BatchNormKernels."""
+    """F.batch_norm: batchnorm.BatchNorm, or fast_cpu's BatchNormFlat, or fast_gpu's BatchNormFlatGPU, or
+    kernels' BatchNormKernels."""
     return batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu=False)
 
 
@@ -144,11 +174,12 @@ def batch_norm_relu(x, gamma, beta, running_mean, running_var, training: bool, m
     x = _tensor(x)
     options = dict(running_mean=running_mean, running_var=running_var, training=training, momentum=momentum,
                    eps=eps)
-    if flat_for(x.data) and x.ndim == 4:
+    flat_op = flat_bn.BatchNormFlat if flat_for(x.data) else gpu_flat.BatchNormFlatGPU if fast_gpu_for(x.data) \
+        else None
+    if flat_op is not None and x.ndim == 4:
         x = flat_layout.flat(x)
         inputs = (x, gamma, beta) if residual is None else (x, gamma, beta, flat_layout.flat(residual))
-        return flat_layout.keep(flat_bn.BatchNormFlat.apply(*inputs, layout=x.layout, relu=relu, **options),
-                                x.layout)
+        return flat_layout.keep(flat_op.apply(*inputs, layout=x.layout, relu=relu, **options), x.layout)
     op = kernels.BatchNormKernels if kernels_for(x.data) and training and x.ndim == 4 else batchnorm.BatchNorm
     out = op.apply(x, gamma, beta, **options)
     if residual is not None:
@@ -175,6 +206,7 @@ def sgd_update(array, momentum: float):
 
 # The op modules import this one (functional.py, optim.py), so they are imported last, as tensor.py does.
 from minibn import batchnorm, conv, functional, kernels, ops, optim  # noqa: E402
+from minibn import fast_gpu as gpu_flat  # noqa: E402
 from minibn.fast_cpu import batchnorm as flat_bn  # noqa: E402
 from minibn.fast_cpu import conv as flat_conv  # noqa: E402
 from minibn.fast_cpu import layout as flat_layout  # noqa: E402

@@ -35,9 +35,10 @@ class Linear(Function):
     @staticmethod
     def backward(ctx: Context, g):
         x, weight = ctx.saved
+        xp = array_module(g)
         dx = g @ weight if ctx.needs_input_grad[0] else None
-        dw = g.T @ x if ctx.needs_input_grad[1] else None
-        db = g.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        dw = xp.matmul(g.T, x, out=ctx.grad_out(1)) if ctx.needs_input_grad[1] else None  # out: see Context.grad_out
+        db = g.sum(axis=0, out=ctx.grad_out(2)) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
         return dx, dw, db
 
 

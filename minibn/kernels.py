@@ -178,13 +178,9 @@ class CrossEntropyKernels(CrossEntropy):
         return _compiled()["cross_entropy_backward"](log_probs, labels, k, scale)
 
 
-def sgd_update(param, buf, lr: float, momentum: float, weight_decay: float):
-    """Twin of optim.sgd_update: decay, mask, momentum and the step in one launch; returns the momentum buffer."""
-    import cupy
-    first = buf is None
-    if first:
-        buf = cupy.empty_like(param.data)
+def sgd_update(param, grad, mask, buffer, first: bool, lr: float, momentum: float, weight_decay: float) -> None:
+    """Twin of optim.sgd_update (with momentum): decay, mask, momentum and the step in one launch. SGD calls
+    it once per flat group of parameters, so one launch updates every trainable parameter."""
     scalar = param.dtype.type
-    mask = param.mask if param.mask is not None else scalar(1)  # a scalar argument: no array to allocate
-    _compiled()["sgd"](param.grad, mask, scalar(lr), scalar(weight_decay), scalar(momentum), first, param.data, buf)
-    return buf
+    mask = mask if mask is not None else scalar(1)  # a scalar argument: no array to allocate
+    _compiled()["sgd"](grad, mask, scalar(lr), scalar(weight_decay), scalar(momentum), first, param, buffer)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from minibn import backend
+from minibn import backend, running_stats
 from minibn import functional as F
 from minibn.files import atomic_write
 from minibn.tensor import Tensor
@@ -24,11 +24,14 @@ class Parameter(Tensor):
 
     ``mask`` (None or a 0/1 array of the same shape) limits training to some elements:
     the optimizer never changes an element whose mask is 0 (the `random` mode).
+    ``grad_buffer`` (None, or an array of the same shape that SGD sets: a view into its flat
+    gradient) is where the backward pass puts this parameter's gradient; ``.grad`` is then that view.
     """
 
     def __init__(self, data, requires_grad: bool = True):
         super().__init__(data, requires_grad=requires_grad)
         self.mask = None
+        self.grad_buffer = None
 
 
 class Module:
@@ -38,7 +41,11 @@ class Module:
         self._buffer_names: list[str] = []
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        running_stats.enter()
+        try:
+            return self.forward(*args, **kwargs)
+        finally:  # the outermost call updates BatchNorm's running statistics, all at once
+            running_stats.leave(self)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError
@@ -138,7 +145,7 @@ class Module:
     def to(self, dtype) -> "Module":
         """Cast parameters, masks and buffers to ``dtype`` (float32 to train, float64 to check)."""
         for p in self.parameters():
-            p.data, p.grad = p.data.astype(dtype), None
+            p.data, p.grad, p.grad_buffer = p.data.astype(dtype), None, None  # the optimizer makes new flat buffers
             if p.mask is not None:
                 p.mask = p.mask.astype(dtype)
         for module in self.modules():
@@ -218,7 +225,8 @@ class BatchNorm2d(Module):
     """BatchNorm over channels: weight = gamma ~ U[0, 1), bias = beta = 0 (the recipe's init).
 
     Works on (N, C, H, W) and (N, C). The running statistics update in every training
-    forward, also when gamma and beta are frozen.
+    forward, also when gamma and beta are frozen: inside a model, for all its BatchNorms at once
+    when the model's call returns (minibn/running_stats.py).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from minibn import backend
+from minibn import backend, leaf_grads
 from minibn.profiler import profiler
 
 if TYPE_CHECKING:
@@ -51,10 +51,16 @@ class Context:
         self.saved: tuple = ()
         self.fn: type[Function] | None = None  # the op, and its inputs: set once the output needs a backward
         self.parents: tuple[Tensor, ...] = ()
+        self.grad_outs: tuple = ()  # set by the engine just before backward: see grad_out
 
     def save_for_backward(self, *arrays) -> None:
         if self.requires_grad:  # under no_grad, or with frozen inputs only, keep nothing alive
             self.saved = tuple(read_only(a) for a in arrays)
+
+    def grad_out(self, i: int):
+        """Where backward may write input i's gradient (``out=`` of its last operation), or None: see
+        minibn/leaf_grads.py. Returning a new array instead is always correct."""
+        return self.grad_outs[i] if i < len(self.grad_outs) else None
 
 
 def read_only(array):
@@ -243,16 +249,18 @@ class Tensor:
         _check_shape(grad, self.shape, "the upstream gradient", "backward()")
 
         grads = {id(self): grad}
+        handed_out: set[int] = set()  # leaves whose grad_buffer a backward may already have written
         for node in reversed(_topological_order(self)):
             node_grad = grads.pop(id(node))
-            if node._ctx is None:  # a leaf: accumulate, so a tensor used twice gets both parts
-                # its own array: the one it was handed may also be another leaf's, or the caller's grad=
-                node.grad = node_grad.copy() if node.grad is None else node.grad + node_grad
+            if node._ctx is None:
+                leaf_grads.accumulate(node, node_grad)
                 continue
             ctx, fn = node._ctx, node._ctx.fn
             if ctx.saved is None:
                 raise RuntimeError("backward through the same graph a second time: "
                                    "its saved arrays were freed; run the forward again")
+            ctx.grad_outs = tuple(leaf_grads.free_buffer(parent, handed_out) if needed else None
+                                  for parent, needed in zip(ctx.parents, ctx.needs_input_grad))
             with profiler.timing(fn, "backward"):
                 try:
                     input_grads = fn.backward(ctx, read_only(node_grad))

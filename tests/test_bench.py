@@ -4,7 +4,7 @@ import json
 from click.testing import CliRunner
 
 from minibn.cli import main
-from tests.conftest import BACKEND
+from tests.conftest import BACKEND, STANDIN
 
 
 def test_bench_reports_step_time_math_and_profile(tmp_path):
@@ -18,6 +18,9 @@ def test_bench_reports_step_time_math_and_profile(tmp_path):
     assert "math: FP32" in result.output
     record = json.loads(out.read_text())
     assert record["math"] == "fp32" and record["results"][0]["train_ms"] > 0 and record["profile"]
+    if STANDIN:  # CuPy's stand-in counts the device operations
+        assert "device operations (counted by the CuPy stand-in)" in result.output
+        assert record["device_ops"]["train"]["total"] > record["device_ops"]["eval"]["total"] > 0
 
 
 def test_tf32_on_a_cpu_is_a_usage_error():

@@ -68,7 +68,7 @@ def test_a_bad_thread_count_is_a_usage_error(monkeypatch):
 def test_the_fast_path_switches_are_the_same_on_every_command_that_computes():
     for name in ("train", "eval", "bench", "gradcheck", "info"):
         options = {opt for p in main.commands[name].params for opt in p.opts + p.secondary_opts}
-        assert {"--fast-cpu", "--no-fast-cpu", "--kernels", "--no-kernels"} <= options, name
+        assert {"--fast-cpu", "--no-fast-cpu", "--fast-gpu", "--no-fast-gpu", "--kernels", "--no-kernels"} <= options, name
 
 
 def test_info_says_which_implementation_each_op_runs():

@@ -46,6 +46,29 @@ def test_standin_gives_device_scalars_and_counts_syncs():
     assert "test_cupy_standin.py" in standin.sync_log()[-1]
 
 
+def test_standin_counts_device_operations_but_not_views():
+    a = standin.asarray(np.arange(12.0).reshape(3, 4))
+    with standin.count_ops() as ops:
+        a.reshape(4, 3), a.T, a[1:, ::2], standin.transpose(a), a.astype(np.float64, copy=False)  # views
+    assert ops.total == 0
+    with standin.count_ops() as ops, standin.op_label("mine"):
+        b = a * 2                      # a ufunc
+        b += a                         # an in-place one
+        a.sum(axis=0)                  # a reduction
+        a @ a.T                        # a GEMM
+        standin.zeros((2, 2))          # an allocation
+        a[:, 1:] = 0                   # an assignment
+        a[[0, 2]]                      # a gather
+        a.T.reshape(12)                # a reshape that must copy
+        standin.ascontiguousarray(a.T)
+        a.astype(np.float32)
+        standin.clip(b, 0, 1, out=b)   # in place: still an operation
+    assert ops.total == 11 and ops.by_label == {"mine": 11}
+    assert ops.by_kind["gather"] == 1 and ops.by_kind["matmul"] == 1 and ops.by_kind["setitem"] == 1
+    out = standin.zeros(4)
+    assert a.sum(axis=0, out=out) is out and standin.sum(a, axis=0, out=out) is out  # out= gives it back, as CuPy
+
+
 def test_standin_cannot_run_hand_written_kernels():
     with pytest.raises(NotImplementedError, match="real GPU"):
         standin.ElementwiseKernel("T x", "T y", "y = x", "copy")

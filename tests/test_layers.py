@@ -118,3 +118,34 @@ def test_zero_grad():
     assert layer.weight.grad is not None
     layer.zero_grad()
     assert layer.weight.grad is None
+
+
+def test_running_statistics_update_once_for_all_layers_when_the_model_returns():
+    """Inside a model's forward the BatchNorms hand their batch statistics over; when it returns, one stacked
+    update (minibn/running_stats.py) gives each layer PyTorch's formula, step after step."""
+    from minibn.running_stats import update_now
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, rng=rng), nn.BatchNorm2d(4, rng=rng), nn.ReLU(),
+                          nn.Conv2d(4, 5, 3, stride=2, padding=1, rng=rng), nn.BatchNorm2d(5, rng=rng)).double()
+    layers = [model[1], model[4]]
+    x = Tensor(rng.standard_normal((4, 3, 8, 8)))
+    expected = [(host(b.running_mean).copy(), host(b.running_var).copy()) for b in layers]
+    for step in range(3):
+        out, inputs = x, []
+        with minibn.no_grad():
+            for i in range(len(model)):  # the layers' inputs, layer by layer (outside the model's call)
+                if i in (1, 4):
+                    inputs.append(out.numpy())
+                out = model[i].forward(out) if i not in (1, 4) else F.batch_norm(
+                    out, model[i].weight, model[i].bias, model[i].running_mean.copy(), model[i].running_var.copy(),
+                    training=True)
+        model(x)
+        for layer, batch, (mean, var) in zip(layers, inputs, expected):
+            update_now(mean, var, batch.mean(axis=(0, 2, 3)), batch.var(axis=(0, 2, 3)), batch.size // batch.shape[1],
+                       layer.momentum)
+            np.testing.assert_allclose(host(layer.running_mean), mean, rtol=1e-12)
+            np.testing.assert_allclose(host(layer.running_var), var, rtol=1e-12)
+    first = layers[0].running_mean
+    model.float()  # new arrays: the next forward stacks them again
+    model(Tensor(x.numpy().astype(np.float32)))
+    assert layers[0].running_mean is not first and layers[0].running_mean.dtype == np.float32

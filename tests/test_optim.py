@@ -74,3 +74,78 @@ def test_cosine_and_warmup():
     assert learning_rate(9, 100, 0.1, "constant", warmup_steps=10) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="unknown schedule"):
         learning_rate(0, 100, 0.1, "linear")
+
+
+def _one_step(model, x, labels, opt):
+    opt.zero_grad()
+    F.cross_entropy(model(x), labels).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("mode", ["bn", "all", "random"])
+def test_flat_sgd_equals_the_update_parameter_by_parameter(mode):
+    """SGD over the flat buffers gives, bit for bit, sgd_update applied to each parameter on its own."""
+    from minibn.optim import sgd_update
+    model, reference = cifar_resnet(8, width=4, seed=1), cifar_resnet(8, width=4, seed=1)
+    set_trainable(model, mode, seed=0), set_trainable(reference, mode, seed=0)
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32))
+    labels, buffers = np.array([0, 1, 2, 3]), {}
+    for step in range(3):
+        _one_step(model, x, labels, opt)
+        reference.zero_grad()
+        F.cross_entropy(reference(x), labels).backward()
+        for i, p in enumerate(reference.parameters()):
+            if p.requires_grad:
+                first = i not in buffers
+                buffers.setdefault(i, p.data * 0)
+                sgd_update(p.data, p.grad, p.mask, buffers[i], first, 0.1, 0.9, 0.01)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert np.array_equal(host(p.data), host(q.data)), name
+    assert sorted(opt.momentum_buffers) == sorted(buffers)
+    for i, buf in buffers.items():
+        assert np.array_equal(host(opt.momentum_buffers[i]), host(buf))
+
+
+def test_trainable_parameters_live_in_few_flat_buffers():
+    model = cifar_resnet(8, width=4)
+    set_trainable(model, "bn")
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _one_step(model, Tensor(np.ones((2, 3, 8, 8), np.float32)), np.array([0, 1]), opt)
+    (group,) = opt._groups.values()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert group.data.size == sum(p.size for p in trainable)
+    assert all(p.grad is p.grad_buffer for p in trainable)
+    for flat, of in ((group.data, lambda p: p.data), (group.grad, lambda p: p.grad), (group.momentum,
+                     lambda p: opt.momentum_buffers[[id(q) for q in opt.params].index(id(p))])):
+        flat[...] = 7  # each parameter's array is a view into the flat one
+        assert all((host(of(p)) == 7).all() for p in trainable)
+    assert all(p.grad_buffer is None for p in model.parameters() if not p.requires_grad)
+
+
+def test_sgd_follows_a_change_of_trainable_parameters_and_of_dtype():
+    """Unfreezing a parameter, or casting the model, between steps makes new flat buffers; the momentum
+    of the parameters that kept training carries over."""
+    model = cifar_resnet(8, width=4)
+    set_trainable(model, "output")
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, labels = Tensor(np.ones((2, 3, 8, 8), np.float32)), np.array([0, 1])
+    _one_step(model, x, labels, opt)
+    fc = [i for i, (name, _) in enumerate(model.named_parameters()) if name.startswith("fc.")]
+    momentum = {i: host(opt.momentum_buffers[i]).copy() for i in fc}
+    model.bn1.weight.requires_grad = True
+    model.double()
+    _one_step(model, Tensor(np.ones((2, 3, 8, 8))), labels, opt)
+    assert host(model.bn1.weight.data).dtype == np.float64
+    assert model.bn1.weight.grad is not None and len(opt.momentum_buffers) == len(fc) + 1
+    for i in fc:  # buffer = 0.9 * old + d: the old one was kept
+        assert not np.array_equal(host(opt.momentum_buffers[i]), momentum[i] * 0)
+
+
+def test_a_trainable_parameter_without_gradient_is_left_alone():
+    used, unused = Parameter(np.ones(2)), Parameter(np.ones(3))
+    opt = SGD([used, unused], lr=0.1, momentum=0.9, weight_decay=0.1)
+    used.grad = to_device(np.ones(2))
+    opt.step()
+    assert host(unused.data).tolist() == [1, 1, 1] and list(opt.momentum_buffers) == [0]
+    assert np.allclose(host(used.data), 1 - 0.1 * 1.1)

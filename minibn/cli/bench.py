@@ -43,7 +43,8 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels, threads=threads)
     device = backend.device_description()
     if on_gpu:
-        path = " + kernels" if fast.kernels_enabled() else ""
+        path = (" + kernels" if fast.kernels_enabled() else " (flat layout, fast_gpu)" if fast.fast_gpu_enabled()
+                else " (textbook ops)")
     else:
         count = fast.settings()["threads"]
         path = (f" (fast CPU path, {count} thread{'s' if count > 1 else ''})" if fast.fast_cpu_enabled()
@@ -84,6 +85,7 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     parts = time_by_part(profile_rows, step_ms)
     console.print("where a minibn step's time goes (each op synchronized): " + ", ".join(
         f"{name} {ms:.0f} ms ({ms / step_ms:.0%})" for name, ms in parts.items()))
+    device_ops = device_operations(depth, mode, batch_size, eval_batch_size) if on_gpu else None
     if profile:
         total = sum(row[3] for row in profile_rows)
         table = Table(title="where a training step's time goes (each op synchronized)")
@@ -97,9 +99,26 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
                   "steps": steps, "repeats": repeats, "warmup": warmup, "backend": backend.backend_name(),
                   "kernels": on_gpu and fast.kernels_enabled(),
                   "fast_cpu": not on_gpu and fast.fast_cpu_enabled(),
+                  "fast_gpu": on_gpu and fast.fast_gpu_enabled() and not fast.kernels_enabled(),
                   "threads": None if on_gpu else fast.settings()["threads"], "math": math_mode, "device": device,
-                  "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts,
+                  "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts, "device_ops": device_ops,
                   "profile": [{"op": op, "implementation": where, "phase": phase, "ms": ms, "calls": calls}
                               for op, where, phase, ms, calls in profile_rows]}
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def device_operations(depth: int, mode: str, batch_size: int, eval_batch_size: int) -> dict | None:
+    """Print and return the device operations of one training step and one evaluation forward, where they
+    can be counted (CuPy's strict stand-in); a real CuPy has no counter, and the line says so."""
+    from minibn.opcount import counting_available, step_counts
+    if fast.kernels_enabled() or not counting_available():
+        why = "the hand-written kernels cannot run in the stand-in" if counting_available() else \
+            "a real CuPy has no counter; the test suite's CuPy stand-in counts them"
+        console.print(f"device operations per step: not counted ({why})")
+        return None
+    counts = step_counts(depth, mode, batch_size, eval_batch_size)
+    console.print(f"device operations (counted by the CuPy stand-in): training step {counts['train'].total}, "
+                  f"evaluation forward {counts['eval'].total}; most in a step: " + ", ".join(
+                      f"{op} {n}" for op, n in list(counts["train"].by_op.items())[:4]))
+    return {phase: {"total": count.total, "by_op": count.by_op} for phase, count in counts.items()}

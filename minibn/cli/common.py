@@ -12,7 +12,7 @@ import click
 from rich.console import Console, ConsoleDimensions
 
 import minibn
-from minibn import backend
+from minibn import backend, fast
 from minibn.models import valid_depths
 
 
@@ -44,9 +44,18 @@ backend_option = click.option(  # passed as backend_name: `backend` is the modul
     help="numpy (CPU), cupy (GPU) or auto: CuPy when a CUDA device works, else NumPy.")
 
 
+def _set_fast_gpu(ctx, param, value) -> None:
+    if value is not None:
+        fast.use_fast_gpu(value)
+
+
 def fast_path_options(command):
-    """--fast-cpu/--no-fast-cpu and --kernels/--no-kernels: the same two switches on every command that
-    computes (minibn/fast.py); the command passes them to ``fast.use``."""
+    """--fast-cpu/--no-fast-cpu, --fast-gpu/--no-fast-gpu and --kernels/--no-kernels: the same switches on
+    every command that computes (minibn/fast.py); the command passes the first and the last to ``fast.use``,
+    --fast-gpu sets its switch as it is read."""
+    command = click.option("--fast-gpu/--no-fast-gpu", default=None, expose_value=False, callback=_set_fast_gpu,
+                           help="CuPy's flat-layout conv and BatchNorm in few calls (minibn/fast_gpu.py); off runs "
+                                "the textbook ops [default: on, or $MINIBN_FAST_GPU].")(command)
     command = click.option("--kernels/--no-kernels", "use_kernels", default=None,
                            help="CuPy's hand-written kernels (minibn/kernels.py) for the ops that have one "
                                 "[default: off, or $MINIBN_KERNELS].")(command)

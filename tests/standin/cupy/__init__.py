@@ -2,14 +2,17 @@
 
 Not CuPy: device arrays hold NumPy arrays. What it copies from CuPy is the rules that break
 code on a real GPU: no implicit conversion to NumPy, no host arrays mixed with device arrays,
-0-d device arrays (not NumPy scalars) from reductions and indexing, and a counter for every
-operation that makes the host wait for the device.
+0-d device arrays (not NumPy scalars) from reductions and indexing, a counter for every
+operation that makes the host wait for the device, and a counter of device operations: what the
+host launches, each costing it 10-30 us of Python and launch work on a real GPU.
 """
 from __future__ import annotations
 
 import os
 import sys
+import contextlib
 import traceback
+from collections import Counter
 
 import numpy as np
 
@@ -40,6 +43,63 @@ def sync_count() -> int:
 def sync_log() -> list[str]:
     """The last 50 syncs, each with the line that caused it."""
     return list(_sync_log)
+
+
+# ---- device operations ----------------------------------------------------------------------------
+class OpCounter:
+    """The device operations made while it is active (see count_ops): every ufunc and operator, every
+    function or method that makes a new array (a copy, a reduction, a GEMM, zeros/empty, astype), every
+    gather (advanced indexing) and every assignment into an array. Views (reshape of a contiguous array,
+    transpose, basic slicing) are not operations: on a GPU they launch nothing."""
+
+    def __init__(self):
+        self.total = 0
+        self.by_kind: Counter = Counter()   # "multiply", "matmul", "setitem", "gather", "zeros", ...
+        self.by_label: Counter = Counter()  # the label set by op_label around the operation (None: unlabelled)
+
+    def __repr__(self):
+        return f"OpCounter(total={self.total})"
+
+
+_op_counters: list[OpCounter] = []
+_op_label: list = [None]
+
+
+@contextlib.contextmanager
+def count_ops():
+    """``with count_ops() as ops:`` counts the device operations made inside the block into ``ops``."""
+    counter = OpCounter()
+    _op_counters.append(counter)
+    try:
+        yield counter
+    finally:
+        _op_counters.remove(counter)
+
+
+@contextlib.contextmanager
+def op_label(label):
+    """Attribute the device operations made inside the block to ``label`` (in OpCounter.by_label)."""
+    _op_label.append(label)
+    try:
+        yield
+    finally:
+        _op_label.pop()
+
+
+def _op(kind: str) -> None:
+    for counter in _op_counters:
+        counter.total += 1
+        counter.by_kind[kind] += 1
+        counter.by_label[_op_label[-1]] += 1
+
+
+def _made_new_array(result, *inputs) -> bool:
+    """True if ``result`` (a host array) is new memory, not a view of one of the inputs."""
+    if isinstance(result, (tuple, list)):
+        return any(_made_new_array(r, *inputs) for r in result)
+    if not isinstance(result, np.ndarray):
+        return isinstance(result, np.generic)
+    return not any(isinstance(x, np.ndarray) and np.may_share_memory(result, x) for x in inputs)
 
 
 # ---- moving between host and device ---------------------------------------------------------
@@ -80,11 +140,13 @@ def asarray(a, dtype=None, order=None):
         return a if dtype is None or a.dtype == np.dtype(dtype) else a.astype(dtype)
     if isinstance(a, (list, tuple)):
         a = [_to_host_storage(v, "cupy.asarray") if isinstance(v, ndarray) else v for v in a]
+    _op("host->device copy")
     return ndarray._of(np.array(a, dtype=dtype, order=order or "K"))
 
 
 def array(a, dtype=None, copy=True, order="K", ndmin=0):
     if isinstance(a, ndarray):
+        _op("copy")
         return ndarray._of(np.array(a._a, dtype=dtype, copy=copy, order=order, ndmin=ndmin))
     return ndarray._of(np.array(asarray(a)._a, dtype=dtype, order=order, ndmin=ndmin))
 
@@ -129,6 +191,7 @@ class ndarray:
 
     def get(self, stream=None, order="C", out=None):
         _sync(".get()")
+        _op("device->host copy")
         return self._a.copy(order=order)
 
     def __float__(self):
@@ -182,9 +245,11 @@ class ndarray:
 
     # -- methods: NumPy's, with device-array arguments and results ----------------------------------
     def __copy__(self):
+        _op("copy")
         return ndarray._of(self._a.copy())
 
     def __deepcopy__(self, memo):
+        _op("copy")
         return ndarray._of(self._a.copy())
 
     def __getattr__(self, name):
@@ -197,8 +262,14 @@ class ndarray:
         def device_method(*args, **kwargs):
             if name in _SYNCING_METHODS:
                 _sync(f".{name}()")
-            result = method(*_to_host_storage(args, f"ndarray.{name}"),
-                            **{k: _to_host_storage(v, f"ndarray.{name}") for k, v in kwargs.items()})
+            host_args = _to_host_storage(args, f"ndarray.{name}")
+            result = method(*host_args, **{k: _to_host_storage(v, f"ndarray.{name}") for k, v in kwargs.items()})
+            if name in _SYNCING_METHODS:
+                _op("device->host copy")
+            elif result is None or "out" in kwargs or _made_new_array(result, self._a):  # fill() works in place
+                _op(name)
+            if isinstance(kwargs.get("out"), ndarray):
+                return kwargs["out"]  # as CuPy: the out= array itself
             return result if name in ("item", "tolist") else _wrap(result)
         return device_method
 
@@ -209,7 +280,10 @@ class ndarray:
         out = kwargs.get("out")
         if out is not None:
             kwargs["out"] = tuple(_to_host_storage(o, where, allow_sequences=False) for o in out)
+        if ufunc is np.matmul and out is not None and not out[0].flags.c_contiguous:
+            raise ValueError("cupy.matmul: out must be C-contiguous (CuPy asserts it)")
         result = getattr(ufunc, method)(*args, **kwargs)
+        _op(ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}")
         if out is not None:
             return out[0] if len(out) == 1 else out
         return _wrap(result)
@@ -222,6 +296,8 @@ class ndarray:
     def __getitem__(self, index):
         host_index = _device_index(index)
         result = self._a[host_index]
+        if not _is_basic(host_index):
+            _op("gather")  # advanced indexing copies; basic indexing is a view
         if not isinstance(result, np.ndarray):  # integer indexing down to one element: CuPy gives a 0-d view
             result = self._a[(host_index if isinstance(host_index, tuple) else (host_index,)) + (Ellipsis,)]
         return ndarray._of(result)
@@ -230,6 +306,7 @@ class ndarray:
         host_index = _device_index(index)
         if isinstance(value, np.ndarray) and _is_basic(host_index):
             _refuse_host_array(value, "ndarray.__setitem__")
+        _op("setitem" if _is_basic(host_index) else "scatter")
         self._a[host_index] = value._a if isinstance(value, ndarray) else value
 
 
@@ -293,24 +370,54 @@ def __getattr__(name):
         def device_ufunc(*args, **kwargs):
             if any(isinstance(a, ndarray) for a in args) or "out" in kwargs:
                 return target(*args, **kwargs)  # NumPy hands this to ndarray.__array_ufunc__, which checks
+            _op(name)
             return _wrap(target(*_to_host_storage(args, f"cupy.{name}", allow_sequences=False), **kwargs))
         return device_ufunc
     if callable(target) and not isinstance(target, type):
         def device_function(*args, **kwargs):
             where = f"cupy.{name}"
-            result = target(*_to_host_storage(args, where),
-                            **{k: _to_host_storage(v, where) for k, v in kwargs.items()})
+            host_args = _to_host_storage(args, where)
+            result = target(*host_args, **{k: _to_host_storage(v, where) for k, v in kwargs.items()})
+            if "out" in kwargs or _made_new_array(result, *_flat_arrays(host_args)):  # views are not
+                _op(name)
             if name in ("nonzero", "flatnonzero", "argwhere", "unique"):
                 _sync(f"cupy.{name}()")
+            if isinstance(kwargs.get("out"), ndarray):
+                return kwargs["out"]  # as CuPy: the out= array itself
             return _wrap(result)
         return device_function
     return target  # dtypes and scalar types (cupy.float32 is numpy.float32), constants
 
 
+def _flat_arrays(args):
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            yield from _flat_arrays(a)
+        elif isinstance(a, np.ndarray):
+            yield a
+
+
 def ascontiguousarray(a, dtype=None):
     if not isinstance(a, ndarray):
         _refuse_host_array(a, "cupy.ascontiguousarray")
-    return ndarray._of(np.ascontiguousarray(a._a, dtype=dtype))
+    result = np.ascontiguousarray(a._a, dtype=dtype)
+    if result is not a._a and _made_new_array(result, a._a):
+        _op("ascontiguousarray")
+    return ndarray._of(result)
+
+
+class _StrideTricks:
+    @staticmethod
+    def as_strided(x, shape=None, strides=None):
+        """A view with the given shape and strides (in bytes): no operation. NumPy's, which does not check
+        bounds either."""
+        if not isinstance(x, ndarray):
+            _refuse_host_array(x, "cupy.lib.stride_tricks.as_strided")
+        return ndarray._of(np.lib.stride_tricks.as_strided(x._a, shape, strides))
+
+
+class lib:  # noqa: N801  (a namespace, as cupy.lib is a module)
+    stride_tricks = _StrideTricks
 
 
 # ---- random numbers ----------------------------------------------------------------------------------
@@ -323,7 +430,11 @@ class _Random:
 
     def __getattr__(self, name):
         method = getattr(self._state, name)
-        return lambda *args, **kwargs: _wrap(np.asarray(method(*args, **kwargs)))
+
+        def device_random(*args, **kwargs):
+            _op(f"random.{name}")
+            return _wrap(np.asarray(method(*args, **kwargs)))
+        return device_random
 
 
 random = _Random()

@@ -7,4 +7,5 @@ import cupy
 def scatter_add(a, slices, value):
     """a[slices] += value, adding repeats (cupyx.scatter_add)."""
     index = cupy._device_index(slices)
+    cupy._op("scatter_add")
     np.add.at(a._a, index, value._a if isinstance(value, cupy.ndarray) else value)
