@@ -12,6 +12,7 @@ from minibn import Tensor, fast, nn
 from minibn import functional as F
 from minibn.models import BasicBlock, cifar_resnet
 from tests.conftest import STANDIN, host
+from tests.test_fast_cpu import op_names
 
 
 def run(model_factory, fast_paths: bool, steps: int = 2, size: int = 8, batch: int = 4):
@@ -34,17 +35,6 @@ def run(model_factory, fast_paths: bool, steps: int = 2, size: int = 8, batch: i
         eval_logits = model(Tensor(rng.standard_normal((batch, 3, size, size)))).numpy()
     return {"logits": logits.numpy(), "eval": eval_logits, "grads": grads, "state": model.state_dict(),
             "ops": ops}
-
-
-def op_names(out) -> set[str]:
-    names, seen, stack = set(), set(), [out]
-    while stack:
-        t = stack.pop()
-        if t._ctx is not None and id(t._ctx) not in seen:
-            seen.add(id(t._ctx))
-            names.add(t._ctx.fn.__name__)
-            stack.extend(t._ctx.parents)
-    return names
 
 
 def assert_same(a, b):
