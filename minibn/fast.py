@@ -21,7 +21,7 @@ of minibn.nn) calls: conv2d, batch_norm, batch_norm_relu, global_avg_pool2d, cro
 SGD update. Each reads the switch for its input's array and picks one Function; the textbook op
 (conv.Conv2d, batchnorm.BatchNorm, ...) is the twin that every fast version is tested against.
 
-The flat layout. A fast_cpu op returns its activation in the flat layout (fast_cpu/layout.py), a
+The flat layout. A fast_cpu or fast_gpu op returns its activation in the flat layout (fast_cpu/layout.py), a
 Tensor whose ``layout`` is set (None for an ordinary array). The next op with a flat version takes it
 as it is, so a network's activations stay flat from layer to layer; any other op gets it back in
 (N, C, H, W) first: Function.apply converts it (tensor.py), so no op ever sees an array it does not
@@ -147,7 +147,7 @@ def _tensor(x) -> Tensor:
 
 
 def conv2d(x, weight, bias=None, stride: int = 1, padding: int = 0) -> Tensor:
-    """F.conv2d: conv.Conv2d, or fast_cpu's flat conv (no bias, padding <= 1), or conv.Conv2d with kernels,
+    """F.conv2d: conv.Conv2d, or fast_cpu's flat conv (no bias, padding <= 1), or kernels' Conv2dKernels,
     or fast_gpu's flat conv (no bias, 1x1 or 3x3, padding k // 2)."""
     x = _tensor(x)
     if flat_for(x.data) and flat_conv.has_flat_version(weight.shape, bias, padding):
@@ -188,7 +188,8 @@ def batch_norm_relu(x, gamma, beta, running_mean, running_var, training: bool, m
 
 
 def global_avg_pool2d(x) -> Tensor:
-    """F.global_avg_pool2d: x.mean(axis=(2, 3)), or fast_cpu's GlobalAvgPoolFlat on flat input."""
+    """F.global_avg_pool2d: x.mean(axis=(2, 3)), or fast_cpu's GlobalAvgPoolFlat on flat input (from either
+    fast path: it is plain ``xp`` code)."""
     if isinstance(x, Tensor) and x.layout is not None:
         return flat_pool.GlobalAvgPoolFlat.apply(x, layout=x.layout)
     return _tensor(x).mean(axis=(2, 3))

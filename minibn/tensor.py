@@ -7,7 +7,7 @@ is built as the program runs. ``Tensor.backward()`` walks that graph from the
 output back to the leaves, calls each ``backward`` once, and adds the gradients
 into the leaves' ``.grad`` arrays.
 
-A Tensor may hold an (N, C, H, W) batch in the fast CPU path's flat layout (``layout`` set; see
+A Tensor may hold an (N, C, H, W) batch in the fast paths' flat layout (``layout`` set; see
 minibn/fast.py): ops written for that layout take it as it is, and ``Function.apply`` hands any
 other op its (N, C, H, W) form.
 """
@@ -110,7 +110,7 @@ class Function:
       "elementwise"  it runs on the flat arrays as they are when every input has the same layout,
                      and so does its output: an elementwise op that maps zeros to zero keeps the
                      layout's pads zero (add, sub, mul, neg, relu);
-      "flat"         it is written for the flat layout (minibn/fast_cpu).
+      "flat"         it is written for the flat layout (minibn/fast_cpu, minibn/fast_gpu.py).
     """
 
     flat_inputs = "nchw"

@@ -45,6 +45,7 @@ def empty(shape: tuple[int, ...], dtype, xp=np):
 
 
 def zeros(shape: tuple[int, ...], dtype, xp=np):
+    xp = xp or np  # None means NumPy, as in empty
     if xp is not np:
         return xp.zeros(shape, dtype)  # one device operation, not an allocation and a fill
     out = empty(shape, dtype, xp)
