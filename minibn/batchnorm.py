@@ -82,7 +82,7 @@ def update_running_stats(running_mean, running_var, mean, var, m: int, momentum:
     """running = (1 - momentum) running + momentum batch, in place; the variance unbiased by M/(M-1), as
     PyTorch does. The one update every BatchNorm version calls (this file's, fast_cpu's, the kernels').
     Inside a module call it happens when the outermost call returns, for all layers at once
-    (minibn/running_stats.py: 4 array operations a step instead of 6 per layer)."""
+    (minibn/running_stats.py: 4 array operations a step instead of 7 per layer)."""
     if m < 2:
         raise ValueError("batch_norm in training mode needs more than one value per channel")
     if not running_stats.defer(running_mean, running_var, mean, var, m, momentum):
