@@ -54,7 +54,8 @@ def count_device_ops(call: Callable[[], object]) -> OpCount | None:
 def _labelled_by_op(cupy):
     """Label each operation with the op running it: the engine opens profiler.timing(op, phase) around
     every forward and backward (and bench around SGD.step), so that is where the label goes."""
-    profiler.timing = lambda op, phase: cupy.op_label(f"{op if isinstance(op, str) else op.__name__} {phase}")
+    profiler.timing = lambda op, phase, module="": cupy.op_label(
+        f"{op if isinstance(op, str) else op.__name__} {phase}")
     try:
         yield
     finally:

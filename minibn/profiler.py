@@ -20,15 +20,15 @@ class _Profiler:
         self.totals: dict[tuple[str, str], list[float]] = {}
         self.modules: dict[str, str] = {}  # op name -> the module that defines it: which implementation ran
 
-    def timing(self, op, phase: str):
-        """A context manager timing ``op`` (a Function class, or a name); a shared do-nothing one when
-        profiling is off (the hot path)."""
-        return self._timed(op, phase) if self.enabled else _NOT_TIMED
+    def timing(self, op, phase: str, module: str = ""):
+        """A context manager timing ``op`` (a Function class, or a name, with the ``module`` that runs it);
+        a shared do-nothing one when profiling is off (the hot path)."""
+        return self._timed(op, phase, module) if self.enabled else _NOT_TIMED
 
     @contextlib.contextmanager
-    def _timed(self, op, phase: str):
+    def _timed(self, op, phase: str, module: str):
         name = op if isinstance(op, str) else op.__name__
-        self.modules[name] = "" if isinstance(op, str) else op.__module__
+        self.modules[name] = module if isinstance(op, str) else op.__module__
         backend.synchronize()
         start = time.perf_counter()
         yield

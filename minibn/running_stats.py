@@ -70,7 +70,7 @@ def leave(module) -> None:
     if _state.depth == 0 and _state.pending:
         from minibn.profiler import profiler
         batches, _state.pending = _state.pending, []
-        with profiler.timing("BatchNorm running statistics", "update"):
+        with profiler.timing("BatchNorm running statistics", "update", module=__name__):
             flush(module, batches)
 
 
