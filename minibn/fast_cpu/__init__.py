@@ -12,6 +12,7 @@ it is used:
 - pool.py       global average pooling, where a network leaves the flat layout;
 - threads.py    Python threads, one per core, each with single-threaded BLAS;
 - buffers.py    arrays reused from step to step.
+layout.py and pool.py are plain ``xp`` code: minibn/fast_gpu.py uses them on CuPy too.
 """
 from __future__ import annotations
 
