@@ -163,12 +163,50 @@ def fast_cpu_checks(seed: int = 0) -> list[Check]:
     ]
 
 
+def fast_gpu_checks(seed: int = 0) -> list[Check]:
+    """The GPU's flat-layout ops (minibn/fast_gpu.py), on CuPy, each between ToFlat and FromFlat as above."""
+    from minibn.fast_cpu.layout import FlatLayout, FromFlat, ToFlat
+    from minibn.fast_gpu import BatchNormFlatGPU, ConvFlatGPU
+    rng = np.random.default_rng(seed)
+    r = rng.standard_normal
+    layout, half = FlatLayout(2, 5, 4), FlatLayout(2, 3, 2)
+
+    def conv(x, w, stride):
+        out_layout = layout if stride == 1 else half
+        out = ConvFlatGPU.apply(ToFlat.apply(x, layout=layout), w, layout=layout, out_layout=out_layout,
+                                stride=stride)
+        return FromFlat.apply(out, layout=out_layout)
+
+    def bn_add_relu(x, gamma, beta, residual, training=True):
+        mean, var = to_device(np.zeros(3)), to_device(np.ones(3))
+        out = BatchNormFlatGPU.apply(ToFlat.apply(x, layout=layout), gamma, beta,
+                                     ToFlat.apply(residual, layout=layout), layout=layout, running_mean=mean,
+                                     running_var=var, training=training, momentum=0.1, eps=1e-5, relu=True)
+        return FromFlat.apply(out, layout=layout)
+
+    x = r((2, 3, 5, 4)) * 2 + 1
+    return [
+        Check("fast_gpu ConvFlatGPU 3x3 s=1", lambda x, w: conv(x, w, 1), [r((2, 3, 5, 4)), r((4, 3, 3, 3))],
+              names=["x", "weight"]),
+        Check("fast_gpu ConvFlatGPU 3x3 s=2", lambda x, w: conv(x, w, 2), [r((2, 3, 5, 4)), r((4, 3, 3, 3))],
+              names=["x", "weight"]),
+        Check("fast_gpu ConvFlatGPU 1x1 s=2", lambda x, w: conv(x, w, 2), [r((2, 3, 5, 4)), r((4, 3, 1, 1))],
+              names=["x", "weight"]),
+        Check("fast_gpu BatchNormFlatGPU + add + relu (train)", bn_add_relu,
+              [x, rng.uniform(0.5, 1.5, 3), r(3), r((2, 3, 5, 4))], names=["x", "gamma", "beta", "residual"]),
+        Check("fast_gpu BatchNormFlatGPU + add + relu (eval)", lambda *a: bn_add_relu(*a, training=False),
+              [x, rng.uniform(0.5, 1.5, 3), r(3), r((2, 3, 5, 4))], names=["x", "gamma", "beta", "residual"]),
+    ]
+
+
 def all_checks(seed: int = 0) -> list[Check]:
-    """Every check: the textbook ops; on NumPy also the fast CPU path's ops; then the layers and a tiny
-    ResNet, through whichever implementation each op picks (minibn/fast.py)."""
+    """Every check: the textbook ops; on NumPy also the fast CPU path's ops, on CuPy the GPU's flat-layout ops;
+    then the layers and a tiny ResNet, through whichever implementation each op picks (minibn/fast.py)."""
     from minibn.backend import backend_name
     checks = op_checks(seed) + conv_checks(seed) + batch_norm_checks(seed)
     if backend_name() == "numpy":
         checks += fast_cpu_checks(seed)
+    else:
+        checks += fast_gpu_checks(seed)
     from minibn.models import model_checks  # layers and the tiny ResNet
     return checks + model_checks(seed)

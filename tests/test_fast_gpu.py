@@ -115,3 +115,12 @@ def test_a_resnet_trains_the_same_on_the_flat_path_and_the_textbook_path(mode):
         close(a, b)
     for name in textbook_state:
         close(flat_state[name], textbook_state[name])
+
+
+@pytest.mark.skipif(backend.backend_name() != "cupy", reason="all_checks() has the GPU's ops on CuPy only")
+def test_gradcheck_on_cupy_checks_the_gpu_flat_ops_against_central_differences():
+    """tests/test_gradcheck.py runs every check of all_checks(); on CuPy those include these ops."""
+    from minibn.checks import all_checks
+    names = {check.name for check in all_checks()}
+    assert {"fast_gpu ConvFlatGPU 3x3 s=1", "fast_gpu ConvFlatGPU 3x3 s=2", "fast_gpu ConvFlatGPU 1x1 s=2",
+            "fast_gpu BatchNormFlatGPU + add + relu (train)", "fast_gpu BatchNormFlatGPU + add + relu (eval)"} <= names
