@@ -247,3 +247,14 @@ def test_a_students_own_numpy_py_does_not_shadow_numpy(tmp_path):
     (tmp_path / "ex_relu.py").write_text(solution_text("ex_relu"))
     result = grade(tmp_path / "ex_relu.py")
     assert result.exit_code == 0, result.output
+
+
+def test_an_unwritable_output_or_a_nan_timeout_is_a_one_line_error_before_grading(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    for options in (["--format", "json", "--output", str(tmp_path / "a_file" / "results.json")],
+                    ["--timeout", "nan"]):
+        result = grade(SOLUTIONS[0], *options)
+        assert result.exit_code == 2 and "Traceback" not in result.output and result.exception is not None
+        assert "--output" in result.output or "--timeout" in result.output
+    assert grade(SOLUTIONS[0], "--format", "json", "--output", str(tmp_path / "new" / "r.json")).exit_code == 0
+    assert json.loads((tmp_path / "new" / "r.json").read_text())
