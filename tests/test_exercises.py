@@ -258,3 +258,12 @@ def test_an_unwritable_output_or_a_nan_timeout_is_a_one_line_error_before_gradin
         assert "--output" in result.output or "--timeout" in result.output
     assert grade(SOLUTIONS[0], "--format", "json", "--output", str(tmp_path / "new" / "r.json")).exit_code == 0
     assert json.loads((tmp_path / "new" / "r.json").read_text())
+
+
+def test_a_folder_or_a_broken_link_named_py_in_a_class_folder_is_no_traceback(tmp_path):
+    (tmp_path / "notes.py").mkdir()
+    (tmp_path / "gone.py").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "ex_relu.py").write_text(solution_text("ex_relu"))
+    result = grade(tmp_path)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "all 1 checks passed" in result.output

@@ -146,11 +146,19 @@ def _exercise_files(exercise: str) -> list[Path]:
     """The file, or every exercise file (one that sets EXERCISE) in the folder."""
     if Path(exercise).is_file():
         return [Path(exercise)]
-    paths = [path for path in sorted(Path(exercise).rglob("*.py"))
-             if "EXERCISE" in path.read_text(errors="replace")]  # the rest: helper files in a submission folder
+    paths = [path for path in sorted(Path(exercise).rglob("*.py"))  # not a folder or a broken link named *.py
+             if path.is_file() and "EXERCISE" in _text(path)]  # the rest: helper files in a submission folder
     if not paths:
         raise click.ClickException(f"no exercise files (files that set EXERCISE) in {exercise}")
     return paths
+
+
+def _text(path: Path) -> str:
+    """The file's text; "EXERCISE" where it cannot be read, so that it is graded, as an error, not skipped."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return "EXERCISE"
 
 
 def _print_table(file, hint_level: int) -> None:
