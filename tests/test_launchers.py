@@ -67,7 +67,8 @@ def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path):
 
 
 @processes_once
-def test_sigterm_to_the_launcher_stops_every_worker_with_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])  # SIGINT: `kill -INT` to the launcher alone
+def test_sigterm_to_the_launcher_stops_every_worker_with_a_checkpoint(tmp_path, signum):
     out = tmp_path / "sweep"
     grid = [*GRID[2:], "--backend", "numpy", "--epochs", "40", "--modes", "bn", "--jobs", "2", "--out", str(out)]
     launcher = subprocess.Popen([sys.executable, "-m", "minibn", "sweep", *grid], stdout=subprocess.PIPE,
@@ -77,7 +78,7 @@ def test_sigterm_to_the_launcher_stops_every_worker_with_a_checkpoint(tmp_path):
     while not all((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text() for run in runs):
         assert time.time() < deadline and launcher.poll() is None, launcher.communicate()[0]
         time.sleep(0.05)
-    launcher.send_signal(signal.SIGTERM)
+    launcher.send_signal(signum)
     output = launcher.communicate(timeout=60)[0]
     assert launcher.returncode == 1 and "every running run saved a checkpoint" in output, output
     for run in runs:
