@@ -149,3 +149,26 @@ def test_slurm_times_and_sbatch_options():
         parse_time("0")
     assert parse_sbatch(("account=lab", "--qos=long", "exclusive", "constraint=a100|h100")) == \
         {"account": "lab", "qos": "long", "exclusive": True, "constraint": "a100|h100"}
+
+
+def test_a_sweep_resumes_a_run_at_the_lr_that_train_resume_lowered(tmp_path, monkeypatch):
+    """The NaN-loss advice: `train --resume --lr` lowers a sweep run's lr; the next sweep keeps it."""
+    grid = [*GRID[:2], "--depths", "8", "--modes", "bn", *GRID[6:], "--out", str(tmp_path)]
+    real_step, calls = minibn.train.train_step, []
+
+    def step_then_signal(*step_args):
+        result = real_step(*step_args)
+        calls.append(1)
+        if len(calls) in (2, 4):  # the sweep's second step, then the second step of `train --resume`
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+    monkeypatch.setattr(minibn.train, "train_step", step_then_signal)
+    run = tmp_path / "resnet8-bn-seed0"
+    assert CliRunner().invoke(main, ["sweep", *grid]).exit_code == 1
+    result = CliRunner().invoke(main, ["train", "--resume", "--out", str(run), "--lr", "0.01", "--backend", BACKEND])
+    assert result.exit_code == 130, result.output
+    monkeypatch.undo()
+    result = sweep(*grid)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["lr"] == 0.01 and [change["to"] for change in config["lr_changes"]] == [0.01], config
