@@ -267,3 +267,15 @@ def test_a_folder_or_a_broken_link_named_py_in_a_class_folder_is_no_traceback(tm
     result = grade(tmp_path)
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     assert "all 1 checks passed" in result.output
+
+
+def test_a_backward_that_returns_nan_gives_valid_json(tmp_path):
+    (tmp_path / "ex_relu.py").write_text(solution_text("ex_relu").replace("return g * (x > 0)",
+                                                                          "return g * float('nan')"))
+    out = tmp_path / "results.json"
+    assert grade(tmp_path / "ex_relu.py", "--format", "json", "--output", str(out)).exit_code == 1
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    records = json.loads(out.read_text(), parse_constant=refuse)  # strict JSON, as jq or JavaScript read it
+    assert records[0]["status"] == "fail" and records[0]["yours"] is None and records[0]["expected"] is not None
