@@ -123,6 +123,7 @@ def test_a_signal_mid_step_stops_before_the_next_and_resumes_bit_identical(tmp_p
     (["--devices", "0,1", "--jobs", "3"], "one run per device at a time"),
     (["--devices", "0,x"], "not a comma-separated list of integers"),
     (["--devices", "0", "--backend", "numpy"], "--devices gives each run a GPU, but this sweep trains on numpy"),
+    (["--devices", "0,0"], "names a GPU twice"),
 ])
 def test_launcher_option_errors_are_one_line(args, message):
     result = sweep("--depths", "8", *args)

@@ -149,12 +149,12 @@ def refuse_other_settings(specs) -> None:
 
 def check_devices(devices: list[int], backend_name: str) -> None:
     """--devices needs CuPy (else each run is "on GPU 0" while it trains on the CPU), and each GPU once."""
+    if len(set(devices)) < len(devices):
+        raise click.UsageError(f"--devices {','.join(map(str, devices))} names a GPU twice: one run per GPU at a time")
     select_backend(backend_name)
     if backend.backend_name() != "cupy":
         raise click.UsageError(f"--devices gives each run a GPU, but this sweep trains on {backend.backend_name()}; "
                                "leave --devices out (--jobs N runs N at once on the CPU)")
-    if len(set(devices)) < len(devices):
-        raise click.UsageError(f"--devices {','.join(map(str, devices))} names a GPU twice: one run per GPU at a time")
 
 
 def check_launcher_options(launcher, status, **given):
