@@ -7,6 +7,7 @@ Records with the same fields, so the table, the JSON and Gradescope's results.js
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -86,8 +87,12 @@ def failed_checks(records: list[Record]) -> int:
 
 
 def to_json(records: list[tuple[str | None, Record]]) -> str:
-    """One JSON object per (file, record), in a list; the file is left out where it is None."""
-    return json.dumps([{**({"file": path} if path else {}), **r.as_dict()} for path, r in records], indent=2)
+    """One JSON object per (file, record), in a list; the file is left out where it is None. A NaN or
+    infinite number (a backward that returned NaN, say) is written as null: JSON has no NaN."""
+    def finite(value):
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+    return json.dumps([{**({"file": path} if path else {}), **{k: finite(v) for k, v in r.as_dict().items()}}
+                       for path, r in records], indent=2, allow_nan=False)
 
 
 def to_gradescope(records: list[Record], hints: dict[str, str] | None = None) -> str:

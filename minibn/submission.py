@@ -101,7 +101,11 @@ def grade_file(path: str, seed: int, backend_name: str, timeout: float = DEFAULT
 
 def _declared_exercise(path: str) -> str:
     """The name in the file's ``EXERCISE = "..."`` line, read without running the file ("" if none)."""
-    found = re.search(r"""^EXERCISE\s*=\s*["'](\w+)["']""", Path(path).read_text(errors="replace"), re.MULTILINE)
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:  # unreadable: the child's import says why, as the file's error
+        return ""
+    found = re.search(r"""^EXERCISE\s*=\s*["'](\w+)["']""", text, re.MULTILINE)
     return found.group(1) if found else ""
 
 

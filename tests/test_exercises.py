@@ -247,3 +247,35 @@ def test_a_students_own_numpy_py_does_not_shadow_numpy(tmp_path):
     (tmp_path / "ex_relu.py").write_text(solution_text("ex_relu"))
     result = grade(tmp_path / "ex_relu.py")
     assert result.exit_code == 0, result.output
+
+
+def test_an_unwritable_output_or_a_nan_timeout_is_a_one_line_error_before_grading(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    for options in (["--format", "json", "--output", str(tmp_path / "a_file" / "results.json")],
+                    ["--timeout", "nan"]):
+        result = grade(SOLUTIONS[0], *options)
+        assert result.exit_code == 2 and "Traceback" not in result.output and result.exception is not None
+        assert "--output" in result.output or "--timeout" in result.output
+    assert grade(SOLUTIONS[0], "--format", "json", "--output", str(tmp_path / "new" / "r.json")).exit_code == 0
+    assert json.loads((tmp_path / "new" / "r.json").read_text())
+
+
+def test_a_folder_or_a_broken_link_named_py_in_a_class_folder_is_no_traceback(tmp_path):
+    (tmp_path / "notes.py").mkdir()
+    (tmp_path / "gone.py").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "ex_relu.py").write_text(solution_text("ex_relu"))
+    result = grade(tmp_path)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "all 1 checks passed" in result.output
+
+
+def test_a_backward_that_returns_nan_gives_valid_json(tmp_path):
+    (tmp_path / "ex_relu.py").write_text(solution_text("ex_relu").replace("return g * (x > 0)",
+                                                                          "return g * float('nan')"))
+    out = tmp_path / "results.json"
+    assert grade(tmp_path / "ex_relu.py", "--format", "json", "--output", str(out)).exit_code == 1
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    records = json.loads(out.read_text(), parse_constant=refuse)  # strict JSON, as jq or JavaScript read it
+    assert records[0]["status"] == "fail" and records[0]["yours"] is None and records[0]["expected"] is not None

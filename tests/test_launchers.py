@@ -67,7 +67,8 @@ def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path):
 
 
 @processes_once
-def test_sigterm_to_the_launcher_stops_every_worker_with_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])  # SIGINT: `kill -INT` to the launcher alone
+def test_sigterm_to_the_launcher_stops_every_worker_with_a_checkpoint(tmp_path, signum):
     out = tmp_path / "sweep"
     grid = [*GRID[2:], "--backend", "numpy", "--epochs", "40", "--modes", "bn", "--jobs", "2", "--out", str(out)]
     launcher = subprocess.Popen([sys.executable, "-m", "minibn", "sweep", *grid], stdout=subprocess.PIPE,
@@ -77,7 +78,7 @@ def test_sigterm_to_the_launcher_stops_every_worker_with_a_checkpoint(tmp_path):
     while not all((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text() for run in runs):
         assert time.time() < deadline and launcher.poll() is None, launcher.communicate()[0]
         time.sleep(0.05)
-    launcher.send_signal(signal.SIGTERM)
+    launcher.send_signal(signum)
     output = launcher.communicate(timeout=60)[0]
     assert launcher.returncode == 1 and "every running run saved a checkpoint" in output, output
     for run in runs:
@@ -121,6 +122,8 @@ def test_a_signal_mid_step_stops_before_the_next_and_resumes_bit_identical(tmp_p
     (["--launcher", "slurm", "--time", "10", "--sbatch", "=x"], "give KEY=VALUE"),
     (["--devices", "0,1", "--jobs", "3"], "one run per device at a time"),
     (["--devices", "0,x"], "not a comma-separated list of integers"),
+    (["--devices", "0", "--backend", "numpy"], "--devices gives each run a GPU, but this sweep trains on numpy"),
+    (["--devices", "0,0"], "names a GPU twice"),
 ])
 def test_launcher_option_errors_are_one_line(args, message):
     result = sweep("--depths", "8", *args)
@@ -148,3 +151,26 @@ def test_slurm_times_and_sbatch_options():
         parse_time("0")
     assert parse_sbatch(("account=lab", "--qos=long", "exclusive", "constraint=a100|h100")) == \
         {"account": "lab", "qos": "long", "exclusive": True, "constraint": "a100|h100"}
+
+
+def test_a_sweep_resumes_a_run_at_the_lr_that_train_resume_lowered(tmp_path, monkeypatch):
+    """The NaN-loss advice: `train --resume --lr` lowers a sweep run's lr; the next sweep keeps it."""
+    grid = [*GRID[:2], "--depths", "8", "--modes", "bn", *GRID[6:], "--out", str(tmp_path)]
+    real_step, calls = minibn.train.train_step, []
+
+    def step_then_signal(*step_args):
+        result = real_step(*step_args)
+        calls.append(1)
+        if len(calls) in (2, 4):  # the sweep's second step, then the second step of `train --resume`
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+    monkeypatch.setattr(minibn.train, "train_step", step_then_signal)
+    run = tmp_path / "resnet8-bn-seed0"
+    assert CliRunner().invoke(main, ["sweep", *grid]).exit_code == 1
+    result = CliRunner().invoke(main, ["train", "--resume", "--out", str(run), "--lr", "0.01", "--backend", BACKEND])
+    assert result.exit_code == 130, result.output
+    monkeypatch.undo()
+    result = sweep(*grid)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["lr"] == 0.01 and [change["to"] for change in config["lr_changes"]] == [0.01], config

@@ -10,7 +10,8 @@ from rich.table import Table
 
 import minibn
 from minibn import backend, fast
-from minibn.cli.common import backend_option, console, fast_path_options, main, select_backend
+from minibn.cli.common import (FiniteFloatRange, backend_option, console, fast_path_options, main,
+                               select_backend)
 
 
 @main.command()
@@ -76,7 +77,7 @@ def _blas_name() -> str:
               help="table: for a person. json: one record per checked input. gradescope: Gradescope's results.json.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the json or gradescope output to this file "
                                                                 "[default: standard output].")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--timeout", default=60.0, show_default=True, type=FiniteFloatRange(min=0, min_open=True),
               help="Seconds each exercise file may take; one that takes longer is recorded as an error.")
 @fast_path_options
 def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, timeout, use_fast_cpu,
@@ -93,6 +94,8 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, t
     from minibn.submission import Graded, grade_file
     select_backend(backend_name)
     fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
+    if output:  # checked before grading, not after a class's worth of it
+        _check_writable(output)
     if exercise:
         graded = [grade_file(str(path), seed, backend.backend_name(), timeout) for path in _exercise_files(exercise)]
     else:
@@ -107,8 +110,10 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, t
         text = (to_gradescope(records, hints) if output_format == "gradescope"
                 else to_json([(file.path or None, record) for file in graded for record in file.records]))
         if output:
-            Path(output).parent.mkdir(parents=True, exist_ok=True)
-            Path(output).write_text(text + "\n")
+            try:
+                Path(output).write_text(text + "\n")
+            except OSError as error:
+                raise click.ClickException(f"cannot write --output {output}: {error.strerror or error}") from None
         else:
             click.echo(text)
     failed = sum(failed_checks(file.records) for file in graded)
@@ -117,6 +122,19 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, t
     if output_format == "table":
         checks = sum(len({(r.exercise, r.check) for r in file.records}) for file in graded)
         console.print(f"[green]all {checks} checks passed[/green]")
+
+
+def _check_writable(output: str) -> None:
+    """Make --output's folder, and fail in one line now if that or the file cannot be written."""
+    try:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        existed = Path(output).exists()
+        with open(output, "a"):
+            pass
+        if not existed:
+            Path(output).unlink()  # no empty results file left behind if the grading is stopped
+    except OSError as error:
+        raise click.UsageError(f"cannot write --output {output}: {error.strerror or error}") from None
 
 
 def _library_checks(seed):
@@ -128,11 +146,19 @@ def _exercise_files(exercise: str) -> list[Path]:
     """The file, or every exercise file (one that sets EXERCISE) in the folder."""
     if Path(exercise).is_file():
         return [Path(exercise)]
-    paths = [path for path in sorted(Path(exercise).rglob("*.py"))
-             if "EXERCISE" in path.read_text(errors="replace")]  # the rest: helper files in a submission folder
+    paths = [path for path in sorted(Path(exercise).rglob("*.py"))  # not a folder or a broken link named *.py
+             if path.is_file() and "EXERCISE" in _text(path)]  # the rest: helper files in a submission folder
     if not paths:
         raise click.ClickException(f"no exercise files (files that set EXERCISE) in {exercise}")
     return paths
+
+
+def _text(path: Path) -> str:
+    """The file's text; "EXERCISE" where it cannot be read, so that it is graded, as an error, not skipped."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return "EXERCISE"
 
 
 def _print_table(file, hint_level: int) -> None:

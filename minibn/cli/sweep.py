@@ -112,6 +112,8 @@ def sweep(backend_name, depths, modes, seeds, epochs, batch_size, width, data, d
     if status:
         show_status(plan(root, depths, modes, seeds, config, "auto", None, None, False))
         return
+    if devices:
+        check_devices(devices, backend_name)
     from minibn.runs import RunFolderError, run_folder_lock
     refuse_other_settings(plan(root, depths, modes, seeds, config, "auto", None, None, False))
     try:
@@ -143,6 +145,16 @@ def refuse_other_settings(specs) -> None:
                 f"{folder} holds a run with {', '.join(f'{k} {theirs}' for k, theirs, _ in other)}, but this sweep "
                 f"asks for {', '.join(f'{k} {mine}' for k, _, mine in other)}; sweep with the run's settings, or "
                 f"choose another --out (or delete {folder} to train it again)")
+
+
+def check_devices(devices: list[int], backend_name: str) -> None:
+    """--devices needs CuPy (else each run is "on GPU 0" while it trains on the CPU), and each GPU once."""
+    if len(set(devices)) < len(devices):
+        raise click.UsageError(f"--devices {','.join(map(str, devices))} names a GPU twice: one run per GPU at a time")
+    select_backend(backend_name)
+    if backend.backend_name() != "cupy":
+        raise click.UsageError(f"--devices gives each run a GPU, but this sweep trains on {backend.backend_name()}; "
+                               "leave --devices out (--jobs N runs N at once on the CPU)")
 
 
 def check_launcher_options(launcher, status, **given):

@@ -5,8 +5,10 @@ a run is handed to exactly one worker, so no two processes ever write one run fo
 --devices 0,1,... each worker sees only its own GPU (CUDA_VISIBLE_DEVICES), one run per GPU at a
 time. A worker's output goes to <sweep>/logs/<run>.log.
 
-Ctrl-C reaches the workers too (they are in the terminal's process group): each saves its checkpoint
-and stops, and the launcher waits for them. A SIGTERM to the launcher is passed on to the workers.
+The workers run in their own sessions, so that a signal reaches them once, through the launcher, whoever
+sent it (Ctrl-C in a terminal, or `kill -INT` to the launcher alone): the launcher passes Ctrl-C (SIGINT)
+or SIGTERM on, each worker saves its checkpoint and stops, and the launcher waits for them. A second
+Ctrl-C is passed on too: the workers then stop at once (see minibn/stop_signals.py).
 """
 from __future__ import annotations
 
@@ -53,9 +55,16 @@ def run_in_processes(specs: list[RunSpec], jobs: int, devices: list[int] | None,
     waiting, running, failed = list(specs), {}, []  # running: Popen -> (spec, device, log file)
     free_devices = list(devices or [])
 
-    def pass_sigterm_on(signum, frame):
+    told = set()  # the workers a stop signal was passed on to
+
+    def pass_on(signum) -> None:
         for process in running:
-            process.send_signal(signal.SIGTERM)
+            if process.poll() is None and process not in told:
+                process.send_signal(signum)
+                told.add(process)
+
+    def pass_sigterm_on(signum, frame):
+        pass_on(signal.SIGTERM)
         raise KeyboardInterrupt
     previous = signal.signal(signal.SIGTERM, pass_sigterm_on)
     try:
@@ -67,7 +76,8 @@ def run_in_processes(specs: list[RunSpec], jobs: int, devices: list[int] | None,
                 if device is not None:
                     env["CUDA_VISIBLE_DEVICES"] = str(device)
                 log = open(logs / f"{spec.name}.log", "a")
-                process = subprocess.Popen(command(spec), stdout=log, stderr=subprocess.STDOUT, env=env)
+                process = subprocess.Popen(command(spec), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                           start_new_session=True)  # signals reach it through pass_on only
                 running[process] = (spec, device, log)
                 where = "" if device is None else f" on GPU {device}"
                 console.print(f"started {spec.name}{where} (pid {process.pid}, log {log.name})")
@@ -84,8 +94,15 @@ def run_in_processes(specs: list[RunSpec], jobs: int, devices: list[int] | None,
                     console.print(f"[red]{spec.name} stopped (exit {process.returncode}): "
                                   f"{escape(last_line(Path(log.name)))}[/red]")
     except KeyboardInterrupt:
+        pass_on(signal.SIGINT)  # unless SIGTERM was passed on already
         for process, (spec, _, log) in running.items():
-            process.wait()  # it is saving its checkpoint
+            while True:
+                try:
+                    process.wait()  # it is saving its checkpoint
+                    break
+                except KeyboardInterrupt:  # a second Ctrl-C: pass it on, the workers stop at once
+                    told.clear()
+                    pass_on(signal.SIGINT)
             log.close()
         raise
     finally:

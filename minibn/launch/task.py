@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from minibn.launch.runs import RunSpec
+from minibn.runs import read_config
 
 
 def load_dataset(spec: RunSpec):
@@ -29,8 +30,11 @@ def train_one(spec: RunSpec, dataset=None, console=None) -> dict:
         set_num_threads(spec.threads)  # the fast CPU path's sums depend on it: part of what fixes the numbers
     backend.use_backend(spec.backend)
     folder = Path(spec.folder)
-    return run(TrainConfig(**spec.config), load_dataset(spec) if dataset is None else dataset, folder,
-               resume=(folder / "checkpoint.npz").exists(), console=console, tensorboard=spec.tensorboard)
+    config, resume = TrainConfig(**spec.config), (folder / "checkpoint.npz").exists()
+    if resume and read_config(folder).get("lr_changes"):  # `train --resume --lr` lowered it (a NaN loss, say):
+        config = replace(config, lr=float(read_config(folder)["lr"]))  # keep that lr (a sweep has no --lr)
+    return run(config, load_dataset(spec) if dataset is None else dataset, folder, resume=resume, console=console,
+               tensorboard=spec.tensorboard)
 
 
 def limit_blas(spec: RunSpec) -> None:
