@@ -17,13 +17,12 @@ import functools
 
 from minibn.batchnorm import BatchNorm, update_running_stats
 from minibn.conv import Conv2d, conv_output_size
-from minibn.fast import kernels_enabled, kernels_for, use_kernels  # the switch, kept here under its old names
+from minibn.fast import kernels_enabled, use_kernels  # the switch, kept here under its old names
 from minibn.functional import CrossEntropy
 from minibn.tensor import Context
 
-__all__ = ["use_kernels", "kernels_enabled", "enabled_for", "Conv2dKernels", "BatchNormKernels",
+__all__ = ["use_kernels", "kernels_enabled", "Conv2dKernels", "BatchNormKernels",
            "CrossEntropyKernels", "sgd_update", "im2col", "col2im"]
-enabled_for = kernels_for
 
 
 @functools.cache

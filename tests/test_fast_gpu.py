@@ -5,21 +5,9 @@ import pytest
 
 from minibn import Tensor, backend
 from minibn import functional as F
-from minibn.backend import array_module
-from minibn.fast_cpu.layout import FlatLayout
+from minibn.fast_cpu.layout import FlatLayout, from_flat, to_flat
 from minibn.fast_gpu import BatchNormFlatGPU, ConvFlatGPU
 from tests.conftest import STANDIN, host
-
-
-def to_flat(x, layout):
-    xp = array_module(x)
-    flat = xp.zeros((x.shape[1], layout.length), x.dtype)
-    layout.pixels(flat)[...] = x.transpose(1, 0, 2, 3)
-    return flat
-
-
-def from_flat(flat, layout):
-    return array_module(flat).ascontiguousarray(layout.pixels(flat).transpose(1, 0, 2, 3))
 
 
 def assert_pads_zero(flat, layout):

@@ -16,9 +16,7 @@ layout.py and pool.py are plain ``xp`` code: minibn/fast_gpu.py uses them on CuP
 """
 from __future__ import annotations
 
-from minibn.fast import fast_cpu_enabled, flat_for, use_fast_cpu  # the switch, kept here under its old names
+from minibn.fast import fast_cpu_enabled, use_fast_cpu  # the switch, kept here under its old names
 from minibn.fast_cpu.threads import num_threads, set_num_threads
 
-enabled_for = flat_for
-
-__all__ = ["use_fast_cpu", "fast_cpu_enabled", "enabled_for", "num_threads", "set_num_threads"]
+__all__ = ["use_fast_cpu", "fast_cpu_enabled", "num_threads", "set_num_threads"]

@@ -39,9 +39,14 @@ def finished(spec: RunSpec) -> bool:
 
 
 def epochs_done(spec: RunSpec) -> int:
-    """Epochs logged in metrics.jsonl (those the checkpoint holds, once a resumed run has tidied the log)."""
+    """Epochs logged in metrics.jsonl (those the checkpoint holds, once a resumed run has tidied the log); a torn
+    last line is no epoch, and a log that cannot be read counts 0 (resuming the run says what is wrong with it)."""
+    from minibn.runs import read_records
     metrics = Path(spec.folder) / "metrics.jsonl"
-    return sum(1 for line in metrics.read_text().splitlines() if line.strip()) if metrics.exists() else 0
+    try:
+        return len(read_records(metrics)[0]) if metrics.exists() else 0
+    except ValueError:
+        return 0
 
 
 def local_state(spec: RunSpec) -> str:
