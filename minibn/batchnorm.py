@@ -6,7 +6,6 @@ shift; running_mean and running_var (C,) are buffers updated in place.
 """
 from __future__ import annotations
 
-from minibn import running_stats
 from minibn.backend import array_module
 from minibn.tensor import Context, Function, Tensor
 
@@ -63,8 +62,8 @@ class BatchNorm(Function):
         xhat, inv_std, gamma = ctx.saved
         needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
         shape, m = ctx.shape, ctx.m
-        dbeta = g.sum(axis=ctx.axes, out=ctx.grad_out(2))  # out: straight into the optimizer's flat gradient
-        dgamma = (g * xhat).sum(axis=ctx.axes, out=ctx.grad_out(1))
+        dbeta = g.sum(axis=ctx.axes, out=ctx.grad_destination(2))  # see Context.grad_destination
+        dgamma = (g * xhat).sum(axis=ctx.axes, out=ctx.grad_destination(1))
         dx = None
         if needs_x:
             scale = (gamma * inv_std).reshape(shape)
@@ -79,20 +78,22 @@ class BatchNorm(Function):
 
 
 def update_running_stats(running_mean, running_var, mean, var, m: int, momentum: float) -> None:
-    """running = (1 - momentum) running + momentum batch, in place; the variance unbiased by M/(M-1), as
-    PyTorch does. The one update every BatchNorm version calls (this file's, fast_cpu's, the kernels').
-    Inside a module call it happens when the outermost call returns, for all layers at once
-    (minibn/running_stats.py: 4 array operations a step instead of 7 per layer)."""
+    """running = (1 - momentum) running + momentum batch, in place, the variance unbiased by M/(M-1), as
+    PyTorch does: the buffers a user holds see the update as soon as the forward that computed the
+    statistics has run. The one update: the fast BatchNorms call it (minibn/fast/running_stats.py batches
+    it across layers on a GPU, the same formula line by line)."""
     if m < 2:
         raise ValueError("batch_norm in training mode needs more than one value per channel")
-    if not running_stats.defer(running_mean, running_var, mean, var, m, momentum):
-        running_stats.update_now(running_mean, running_var, mean, var, m, momentum)
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * (m / (m - 1))
 
 
 def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean, running_var, training: bool,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """The textbook BatchNorm op; see BatchNorm. ``running_mean``/``running_var`` are arrays updated in
-    place in training mode (also when gamma and beta are frozen). Layers call F.batch_norm, which picks
-    this op or a fast version of it (minibn/fast.py)."""
+    place in training mode (also when gamma and beta are frozen). Layers call F.batch_norm, which runs
+    this op or a fast version of it (minibn/registry.py)."""
     return BatchNorm.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
                            training=training, momentum=momentum, eps=eps)

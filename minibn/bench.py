@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from minibn import backend, fast
+from minibn import backend, fast, registry
 from minibn import functional as F
 from minibn.models import cifar_resnet, set_trainable
 from minibn.optim import SGD
@@ -86,15 +86,15 @@ def minibn_training_step(depth: int, mode: str, batch_size: int, width: int = 16
     rng = np.random.default_rng(0)
     model = cifar_resnet(depth, width=width, seed=0)
     set_trainable(model, mode)
-    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    settings = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)  # minibn train's optimizer (FlatSGD on CuPy)
+    optimizer = registry.run_fast("training_optimizer", model, **settings) or SGD(model.parameters(), **settings)
     images = Tensor(rng.standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32))
     labels = backend.to_device(rng.integers(0, 10, batch_size))
-    update = fast.sgd_update(model.fc.weight.data, optimizer.momentum)  # the update step() applies, for the profile
 
     def train_step():
         optimizer.zero_grad()
         F.cross_entropy(model(images), labels).backward()
-        with profiler.timing(update, "step"):
+        with profiler.timing("sgd_update", "step", module=type(optimizer).__module__):
             optimizer.step()
     return model, train_step
 

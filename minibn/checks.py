@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from minibn import functional as F
+from minibn import models, nn
 from minibn.backend import to_device
 from minibn.batchnorm import batch_norm
 from minibn.conv import conv2d
@@ -121,12 +122,12 @@ def batch_norm_checks(seed: int = 0) -> list[Check]:
 
 
 def fast_cpu_checks(seed: int = 0) -> list[Check]:
-    """The fast CPU path's ops (minibn/fast_cpu), each between ToFlat and FromFlat so that the check
+    """The fast CPU path's ops (minibn/fast/cpu_*.py), each between ToFlat and FromFlat so that the check
     perturbs real pixels only (the flat layout's pads are not inputs, they are always zero)."""
-    from minibn.fast_cpu.batchnorm import BatchNormFlat
-    from minibn.fast_cpu.conv import Conv3x3Flat, ConvStridedFlat
-    from minibn.fast_cpu.layout import FlatLayout, FromFlat, ToFlat
-    from minibn.fast_cpu.pool import GlobalAvgPoolFlat
+    from minibn.fast.cpu_batchnorm import BatchNormFlat
+    from minibn.fast.cpu_conv import Conv3x3Flat, ConvStridedFlat
+    from minibn.fast.layout import FlatLayout, FromFlat, ToFlat
+    from minibn.fast.pool import GlobalAvgPoolFlat
     rng = np.random.default_rng(seed)
     r = rng.standard_normal
     layout, half = FlatLayout(2, 5, 4), FlatLayout(2, 3, 2)
@@ -164,9 +165,9 @@ def fast_cpu_checks(seed: int = 0) -> list[Check]:
 
 
 def fast_gpu_checks(seed: int = 0) -> list[Check]:
-    """The GPU's flat-layout ops (minibn/fast_gpu.py), on CuPy, each between ToFlat and FromFlat as above."""
-    from minibn.fast_cpu.layout import FlatLayout, FromFlat, ToFlat
-    from minibn.fast_gpu import BatchNormFlatGPU, ConvFlatGPU
+    """The GPU's flat-layout ops (minibn/fast/gpu.py), on CuPy, each between ToFlat and FromFlat as above."""
+    from minibn.fast.gpu import BatchNormFlatGPU, ConvFlatGPU
+    from minibn.fast.layout import FlatLayout, FromFlat, ToFlat
     rng = np.random.default_rng(seed)
     r = rng.standard_normal
     layout, half = FlatLayout(2, 5, 4), FlatLayout(2, 3, 2)
@@ -201,12 +202,38 @@ def fast_gpu_checks(seed: int = 0) -> list[Check]:
 
 def all_checks(seed: int = 0) -> list[Check]:
     """Every check: the textbook ops; on NumPy also the fast CPU path's ops, on CuPy the GPU's flat-layout ops;
-    then the layers and a tiny ResNet, through whichever implementation each op picks (minibn/fast.py)."""
+    then the layers and a tiny ResNet, through whichever implementation each op runs (minibn/registry.py)."""
     from minibn.backend import backend_name
     checks = op_checks(seed) + conv_checks(seed) + batch_norm_checks(seed)
     if backend_name() == "numpy":
         checks += fast_cpu_checks(seed)
     else:
         checks += fast_gpu_checks(seed)
-    from minibn.models import model_checks  # layers and the tiny ResNet
     return checks + model_checks(seed)
+
+
+def model_checks(seed: int = 0):
+    """Gradient checks of the layers and of a tiny ResNet (depth 8, width 4) end to end."""
+    rng = np.random.default_rng(seed)
+
+    def module_check(name, module, x, loss_of_output):
+        module.double()
+        params = dict(module.named_parameters())
+        return Check(name, lambda x, *ps: loss_of_output(module(x)), [x, *params.values()],
+                     names=["x", *params], max_elements=12)
+
+    labels = rng.integers(0, 10, size=4)
+    tiny = models.cifar_resnet(8, width=4, seed=seed)
+    for module in tiny.modules():  # move BN away from the recipe's gamma ~ 0, beta = 0: ReLU kinks sit there
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.data[...] = to_device(rng.uniform(0.5, 1.5, module.weight.shape))
+            module.bias.data[...] = to_device(rng.normal(0, 0.5, module.bias.shape))
+    return [
+        module_check("nn.Conv2d 3x3 s=2 p=1", nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=True, rng=rng),
+                     rng.standard_normal((2, 3, 5, 6)), lambda out: out),
+        module_check("nn.BatchNorm2d (train)", nn.BatchNorm2d(3, rng=rng), rng.standard_normal((4, 3, 3, 2)),
+                     lambda out: out),
+        module_check("nn.Linear", nn.Linear(6, 4, rng=rng), rng.standard_normal((3, 6)), lambda out: out),
+        module_check("cifar_resnet(8, width=4) + loss", tiny, rng.standard_normal((4, 3, 8, 8)),
+                     lambda logits: F.cross_entropy(logits, labels)),
+    ]

@@ -100,7 +100,7 @@ class Conv2d(Function):
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: int = 0) -> Tensor:
     """2-D cross-correlation (PyTorch's conv2d) of NCHW ``x`` with ``weight`` (O, C, kh, kw): the textbook
-    op. Layers call F.conv2d, which picks this op or a fast version of it (minibn/fast.py)."""
+    op. Layers call F.conv2d, which runs this op or a fast version of it (minibn/registry.py)."""
     if bias is None:
         return Conv2d.apply(x, weight, stride=stride, padding=padding)
     return Conv2d.apply(x, weight, bias, stride=stride, padding=padding)

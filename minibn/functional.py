@@ -1,14 +1,15 @@
 """Layers as functions on Tensors: relu, linear, conv2d, batch_norm, pooling, losses.
 
 ``minibn.functional`` reads like ``torch.nn.functional``. The ops that have a fast version
-(conv2d, batch_norm, batch_norm_relu, global_avg_pool2d, cross_entropy) pick it, or their textbook
-op, in minibn/fast.py; the textbook ops are here, in conv.py and in batchnorm.py.
+(conv2d, batch_norm, batch_norm_relu, global_avg_pool2d, cross_entropy) first ask minibn/registry.py
+for it, and run their textbook op (here, in conv.py and in batchnorm.py) where there is none.
 """
 from __future__ import annotations
 
-from minibn import ops
+from minibn import ops, registry
 from minibn.backend import array_module
-from minibn.conv import conv2d_naive
+from minibn.batchnorm import BatchNorm
+from minibn.conv import Conv2d, conv2d_naive
 from minibn.tensor import Context, Function, Tensor
 
 __all__ = ["relu", "linear", "conv2d", "conv2d_naive", "batch_norm", "batch_norm_relu", "global_avg_pool2d",
@@ -37,8 +38,8 @@ class Linear(Function):
         x, weight = ctx.saved
         xp = array_module(g)
         dx = g @ weight if ctx.needs_input_grad[0] else None
-        dw = xp.matmul(g.T, x, out=ctx.grad_out(1)) if ctx.needs_input_grad[1] else None  # out: see Context.grad_out
-        db = g.sum(axis=0, out=ctx.grad_out(2)) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        dw = xp.matmul(g.T, x, out=ctx.grad_destination(1)) if ctx.needs_input_grad[1] else None  # see grad_destination
+        db = g.sum(axis=0, out=ctx.grad_destination(2)) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
         return dx, dw, db
 
 
@@ -46,30 +47,47 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
 
 
+def _tensor(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)  # the training loop passes plain arrays
+
+
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: int = 0) -> Tensor:
     """2-D cross-correlation (PyTorch's conv2d): x (N, C, H, W), weight (O, C, kh, kw), bias (O,) ->
-    (N, O, Ho, Wo). The textbook op is conv.Conv2d; fast.conv2d picks it or a fast version."""
-    return fast.conv2d(x, weight, bias, stride, padding)
+    (N, O, Ho, Wo). The textbook op is conv.Conv2d."""
+    out = registry.run_fast("conv2d", _tensor(x), weight, bias, stride, padding)
+    if out is not None:
+        return out
+    return Conv2d.apply(x, weight, *(() if bias is None else (bias,)), stride=stride, padding=padding)
 
 
 def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean, running_var, training: bool,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalize each channel of x (N, C, H, W) or (N, C); running_mean and running_var (C,) are arrays
-    updated in place in training mode. The textbook op is batchnorm.BatchNorm; fast.batch_norm picks."""
-    return fast.batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+    updated in place in training mode. The textbook op is batchnorm.BatchNorm."""
+    return batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum=momentum, eps=eps,
+                           relu=False)
 
 
 def batch_norm_relu(x: Tensor, gamma: Tensor, beta: Tensor, running_mean, running_var, training: bool,
-                    residual: Tensor | None = None, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+                    residual: Tensor | None = None, momentum: float = 0.1, eps: float = 1e-5,
+                    relu: bool = True) -> Tensor:
     """relu(batch_norm(x) + residual), or relu(batch_norm(x)) without a residual: exactly those textbook ops
-    one after another, or one fused op where fast.batch_norm_relu has one (the flat layout)."""
-    return fast.batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum, eps, residual)
+    one after another (batchnorm.BatchNorm, ops.Add, ops.ReLU), or one fused fast version where there is one."""
+    options = dict(running_mean=running_mean, running_var=running_var, training=training, momentum=momentum,
+                   eps=eps)
+    out = registry.run_fast("batch_norm_relu", _tensor(x), gamma, beta, residual=residual, relu=relu, **options)
+    if out is not None:
+        return out
+    out = BatchNorm.apply(x, gamma, beta, **options)
+    if residual is not None:
+        out = out + residual
+    return ops.ReLU.apply(out) if relu else out
 
 
 def global_avg_pool2d(x: Tensor) -> Tensor:
-    """(N, C, H, W) -> (N, C): the mean of each feature map, x.mean(axis=(2, 3)) (the ResNet head's
-    pooling); fast.global_avg_pool2d picks that or its flat-layout twin."""
-    return fast.global_avg_pool2d(x)
+    """(N, C, H, W) -> (N, C): the mean of each feature map, x.mean(axis=(2, 3)) (the ResNet head's pooling)."""
+    out = registry.run_fast("global_avg_pool2d", x)
+    return out if out is not None else _tensor(x).mean(axis=(2, 3))
 
 
 def _log_softmax(x, axis):
@@ -130,7 +148,5 @@ def cross_entropy(logits: Tensor, labels) -> Tensor:
     """Softmax cross-entropy with integer class labels, averaged over the batch (fused, stable)."""
     if isinstance(labels, Tensor):
         labels = labels.data
-    return fast.cross_entropy_op(logits).apply(logits, labels=labels)
-
-
-from minibn import fast  # noqa: E402  (last: fast.py imports the ops above)
+    out = registry.run_fast("cross_entropy", logits, labels)
+    return out if out is not None else CrossEntropy.apply(logits, labels=labels)

@@ -1,16 +1,17 @@
-"""Where the backward pass puts a leaf's gradient: in ``.grad``, and if the leaf is a parameter that an
-optimizer keeps in a flat buffer (optim.FlatGroup), in its ``grad_buffer``, a view of the flat gradient.
+"""Where the backward pass puts a leaf's gradient: in ``.grad``, and, if an optimizer keeps the parameter's
+gradient in an array of its own (``grad_buffer``: minibn/fast/sgd.py's FlatSGD sets it, a view of one
+flat gradient array), in that array.
 
-An op's backward may write a parameter's gradient straight there: ``ctx.grad_out(i)`` hands it the view
-(as the ``out=`` of its last operation) when input i is a parameter whose gradient this backward pass
-has not written yet. Otherwise the gradient is copied in once it is complete. Either way SGD then finds
-every gradient in one array, and the common case (BatchNorm's dgamma and dbeta, Linear's and the GPU
-conv's dW) costs no copy at all.
+Plain training never sets a ``grad_buffer``: then each leaf's gradient is a fresh array of its own, as in
+PyTorch. Where one is set, an op's backward may write the parameter's gradient straight there:
+``ctx.grad_destination(i)`` hands it the array (as the ``out=`` of its last operation) when input i is a
+leaf whose gradient this backward pass has not written yet. Otherwise the gradient is copied in once it
+is complete.
 """
 from __future__ import annotations
 
 
-def free_buffer(tensor, handed_out: set[int]):
+def destination(tensor, handed_out: set[int]):
     """The leaf's grad_buffer if this backward pass has not handed it out yet and .grad is empty, else None."""
     buffer = getattr(tensor, "grad_buffer", None)
     if buffer is None or tensor._ctx is not None or tensor.grad is not None or id(tensor) in handed_out \

@@ -121,31 +121,3 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
             counts[kind] += sum(p.size for p in vars(module).values() if isinstance(p, nn.Parameter))
     counts["total"] = sum(counts.values())
     return counts
-
-
-def model_checks(seed: int = 0):
-    """Gradient checks of the layers and of a tiny ResNet (depth 8, width 4) end to end."""
-    from minibn.checks import Check
-    rng = np.random.default_rng(seed)
-
-    def module_check(name, module, x, loss_of_output):
-        module.double()
-        params = dict(module.named_parameters())
-        return Check(name, lambda x, *ps: loss_of_output(module(x)), [x, *params.values()],
-                     names=["x", *params], max_elements=12)
-
-    labels = rng.integers(0, 10, size=4)
-    tiny = cifar_resnet(8, width=4, seed=seed)
-    for module in tiny.modules():  # move BN away from the recipe's gamma ~ 0, beta = 0: ReLU kinks sit there
-        if isinstance(module, nn.BatchNorm2d):
-            module.weight.data[...] = to_device(rng.uniform(0.5, 1.5, module.weight.shape))
-            module.bias.data[...] = to_device(rng.normal(0, 0.5, module.bias.shape))
-    return [
-        module_check("nn.Conv2d 3x3 s=2 p=1", nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=True, rng=rng),
-                     rng.standard_normal((2, 3, 5, 6)), lambda out: out),
-        module_check("nn.BatchNorm2d (train)", nn.BatchNorm2d(3, rng=rng), rng.standard_normal((4, 3, 3, 2)),
-                     lambda out: out),
-        module_check("nn.Linear", nn.Linear(6, 4, rng=rng), rng.standard_normal((3, 6)), lambda out: out),
-        module_check("cifar_resnet(8, width=4) + loss", tiny, rng.standard_normal((4, 3, 8, 8)),
-                     lambda logits: F.cross_entropy(logits, labels)),
-    ]

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from minibn import backend, running_stats
+from minibn import backend
 from minibn import functional as F
 from minibn.files import atomic_write
 from minibn.tensor import Tensor
@@ -24,8 +24,9 @@ class Parameter(Tensor):
 
     ``mask`` (None or a 0/1 array of the same shape) limits training to some elements:
     the optimizer never changes an element whose mask is 0 (the `random` mode).
-    ``grad_buffer`` (None, or an array of the same shape that SGD sets: a view into its flat
-    gradient) is where the backward pass puts this parameter's gradient; ``.grad`` is then that view.
+    ``grad_buffer`` is None, or an array of the same shape where an optimizer that keeps its gradients in
+    one flat array wants the backward pass to put this parameter's gradient (minibn/leaf_grads.py; only
+    minibn/fast/sgd.py's FlatSGD, opt-in, sets it).
     """
 
     def __init__(self, data, requires_grad: bool = True):
@@ -37,15 +38,20 @@ class Parameter(Tensor):
 class Module:
     training = True
 
+    _forward_hooks: tuple = ()
+
     def __init__(self):
         self._buffer_names: list[str] = []
 
     def __call__(self, *args, **kwargs):
-        running_stats.enter()
-        try:
-            return self.forward(*args, **kwargs)
-        finally:  # the outermost call updates BatchNorm's running statistics, all at once
-            running_stats.leave(self)
+        out = self.forward(*args, **kwargs)
+        for hook in self._forward_hooks:  # PyTorch's forward hooks: hook(module, args, output)
+            hook(self, args, out)
+        return out
+
+    def register_forward_hook(self, hook) -> None:
+        """Call ``hook(module, args, output)`` after every forward of this module (as PyTorch does)."""
+        self._forward_hooks = (*self._forward_hooks, hook)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError
@@ -224,9 +230,9 @@ class Conv2d(Module):
 class BatchNorm2d(Module):
     """BatchNorm over channels: weight = gamma ~ U[0, 1), bias = beta = 0 (the recipe's init).
 
-    Works on (N, C, H, W) and (N, C). The running statistics update in every training
-    forward, also when gamma and beta are frozen: inside a model, for all its BatchNorms at once
-    when the model's call returns (minibn/running_stats.py).
+    Works on (N, C, H, W) and (N, C). The running statistics (``running_mean``, ``running_var``: the same
+    arrays for the module's life) update in place in every training forward, also when gamma and beta
+    are frozen.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
@@ -244,8 +250,8 @@ class BatchNorm2d(Module):
                             training=self.training, momentum=self.momentum, eps=self.eps)
 
     def forward_relu(self, x, residual=None):
-        """relu(self(x) + residual), or relu(self(x)) without a residual: F.batch_norm_relu, one fused op
-        where a fast version exists, else exactly those textbook ops."""
+        """relu(self(x) + residual), or relu(self(x)) without a residual: F.batch_norm_relu, exactly those
+        textbook ops, or one fused op where a fast version exists."""
         return F.batch_norm_relu(x, self.weight, self.bias, self.running_mean, self.running_var,
                                  training=self.training, residual=residual, momentum=self.momentum, eps=self.eps)
 

@@ -8,8 +8,8 @@ out's shape.
 """
 from __future__ import annotations
 
+from minibn.autograd import Context, Function
 from minibn.backend import array_module
-from minibn.tensor import Context, Function
 
 
 def unbroadcast(grad, shape):
@@ -30,8 +30,6 @@ def unbroadcast(grad, shape):
 class Add(Function):
     """out = a + b (broadcast).  da = unbroadcast(g), db = unbroadcast(g)."""
 
-    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
-
     @staticmethod
     def forward(ctx: Context, a, b):
         ctx.shapes = a.shape, b.shape
@@ -46,8 +44,6 @@ class Add(Function):
 class Sub(Function):
     """out = a - b (broadcast).  da = unbroadcast(g), db = -unbroadcast(g)."""
 
-    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
-
     @staticmethod
     def forward(ctx: Context, a, b):
         ctx.shapes = a.shape, b.shape
@@ -61,8 +57,6 @@ class Sub(Function):
 
 class Mul(Function):
     """out = a * b (broadcast).  da = unbroadcast(g * b), db = unbroadcast(g * a)."""
-
-    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
 
     @staticmethod
     def forward(ctx: Context, a, b):
@@ -95,8 +89,6 @@ class Div(Function):
 
 class Neg(Function):
     """out = -a.  da = -g."""
-
-    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
 
     @staticmethod
     def forward(ctx: Context, a):
@@ -169,8 +161,6 @@ class Sqrt(Function):
 
 class ReLU(Function):
     """out = max(a, 0).  da = g * [a > 0]  (the kink at 0 gets gradient 0, as in PyTorch)."""
-
-    flat_inputs = "elementwise"  # zeros map to zero: runs on the flat layout as it is (tensor.py)
 
     @staticmethod
     def forward(ctx: Context, a):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minibn.autograd import Context, Function
 from minibn.backend import array_module
-from minibn.tensor import Context, Function
 
 
 def _keep_reduced_axes(g, shape, axis, keepdims):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minibn import backend
+from minibn import backend, registry
 from minibn import functional as F
 from minibn.analysis import fraction_below, gamma_by_stage
 from minibn.checkpoint import (Progress, TrainConfig, check_config, model_from_checkpoint,  # noqa: F401 (API)
@@ -106,7 +106,8 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, t
 
     model = cifar_resnet(config.depth, config.width, seed=config.seed)
     trainable = set_trainable(model, config.train, seed=config.seed)
-    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    settings = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = registry.run_fast("training_optimizer", model, **settings) or SGD(model.parameters(), **settings)
     progress, best_acc, lr_changes, last_saved = Progress(), 0.0, [], None
     if resume:
         progress, best_acc, lr_changes = _resume(checkpoint, config, model, optimizer, data_used, len(train_loader),

@@ -6,7 +6,7 @@
                                                               tests/standin (no GPU needed; CI does this
                                                               through tests/test_cupy_standin.py)
 
-Every test starts and ends with the session's backend, fast-path switches (minibn/fast.py), profiler and grad
+Every test starts and ends with the session's backend, fast-path switches (minibn/fast/switches.py), profiler and grad
 mode, so that a test that changes them cannot leak into the next.
 """
 import os
@@ -25,7 +25,8 @@ if STANDIN:  # before anything imports cupy; PYTHONPATH carries it into the less
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(STANDIN_PATH), os.environ.get("PYTHONPATH")) if p)
 
 import minibn  # noqa: E402
-from minibn import backend, fast, tensor  # noqa: E402
+from minibn import autograd, backend, fast  # noqa: E402
+from minibn.profiler import profiler  # noqa: E402
 
 
 def pytest_configure(config):
@@ -53,11 +54,11 @@ def isolate_global_state():
 
     def restore():
         backend._current, backend._reason = _SESSION_SWITCHES[:2]
-        fast.use(**_SESSION_SWITCHES[2])
-        tensor.profiler.enabled = False
-        tensor._grad_enabled = True
+        profiler.enabled = False
+        autograd._grad_enabled = True
     restore()
-    yield
+    with fast.use(**_SESSION_SWITCHES[2]):  # and the fast paths' switches, put back after the test
+        yield
     restore()
 
 

@@ -1,4 +1,4 @@
-"""The fast CPU path (minibn/fast_cpu) gives the textbook path's numbers, in float64.
+"""The fast CPU path (minibn/fast/cpu_*.py, layout.py, pool.py) gives the textbook path's numbers, in float64.
 
 The textbook ops (conv.py, batchnorm.py, the modules) are the oracle: every fast op is compared
 with them, forward and every gradient, for the ResNet's conv shapes, odd sizes, batch 1, frozen
@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 import minibn
-from minibn import Tensor, fast_cpu, nn
+from minibn import Tensor, nn
 from minibn import functional as F
 from minibn.batchnorm import batch_norm as textbook_batch_norm
 from minibn.conv import conv2d as textbook_conv2d
-from minibn.fast_cpu import buffers, threads
-from minibn.fast_cpu.batchnorm import BatchNormFlat
-from minibn.fast_cpu.conv import Conv3x3Flat, ConvStridedFlat
-from minibn.fast_cpu import conv as flat_conv
-from minibn.fast_cpu.layout import FlatLayout, ToFlat, flat, from_flat, to_flat
-from minibn.fast_cpu.pool import GlobalAvgPoolFlat
+from minibn.fast import buffers, threads
+from minibn.fast import cpu_conv as flat_conv
+from minibn.fast.cpu_batchnorm import BatchNormFlat
+from minibn.fast.cpu_conv import Conv3x3Flat, ConvStridedFlat
+from minibn.fast.layout import FlatLayout, ToFlat, flat, from_flat, to_flat
+from minibn.fast.pool import GlobalAvgPoolFlat
 from minibn.models import cifar_resnet, set_trainable
 from minibn.optim import SGD
 from tests.conftest import BACKEND
@@ -141,7 +141,7 @@ def test_global_average_pool_matches_textbook():
 
 def train_steps(fast: bool, mode: str, dtype, steps=3, depth=8, size=10, batch=6):
     """A ResNet trained a few steps with one path or the other; returns its state and the losses."""
-    fast_cpu.use_fast_cpu(fast)
+    minibn.fast.use(fast_cpu=fast)
     model = cifar_resnet(depth, width=4, seed=0).to(dtype)
     set_trainable(model, mode, seed=0)
     optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -192,10 +192,10 @@ def op_names(out) -> set[str]:
 def test_the_model_takes_the_fast_path_by_default_and_can_be_switched_off():
     model = cifar_resnet(8, width=4)
     x = Tensor(np.zeros((2, 3, 8, 8), dtype=np.float32))
-    assert fast_cpu.fast_cpu_enabled()
+    assert minibn.fast.switches.fast_cpu
     fast = op_names(model(x))
     assert {"Conv3x3Flat", "ConvStridedFlat", "BatchNormFlat", "GlobalAvgPoolFlat"} <= fast
-    fast_cpu.use_fast_cpu(False)
+    minibn.fast.use(fast_cpu=False)
     textbook = op_names(model(x))
     assert {"Conv2d", "BatchNorm", "ReLU", "Add"} <= textbook and not any("Flat" in op for op in textbook)
 
@@ -204,14 +204,14 @@ def test_environment_variable_switches_it_off():
     import os
     import subprocess
     import sys
-    code = "import minibn.fast_cpu as f; print(f.fast_cpu_enabled())"
+    code = "import minibn.fast as f; print(f.fast_cpu_enabled())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "MINIBN_FAST_CPU": "0"})
     assert out.stdout.strip() == "False"
 
 
 def gradients_of_two_graphs_alive_at_once(fast: bool):
-    fast_cpu.use_fast_cpu(fast)
+    minibn.fast.use(fast_cpu=fast)
     model = cifar_resnet(8, width=4, seed=0).double()
     rng = np.random.default_rng(3)
     x1, x2 = (Tensor(rng.standard_normal((3, 3, 8, 8))) for _ in range(2))

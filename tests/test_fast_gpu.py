@@ -1,12 +1,12 @@
-"""The GPU's flat-layout ops (minibn/fast_gpu.py) against their textbook twins, in float64, forward and every
+"""The GPU's flat-layout ops (minibn/fast/gpu.py) against their textbook twins, in float64, forward and every
 gradient with a random upstream gradient; pads stay zero in everything they return."""
 import numpy as np
 import pytest
 
 from minibn import Tensor, backend
 from minibn import functional as F
-from minibn.fast_cpu.layout import FlatLayout, from_flat, to_flat
-from minibn.fast_gpu import BatchNormFlatGPU, ConvFlatGPU
+from minibn.fast.gpu import BatchNormFlatGPU, ConvFlatGPU
+from minibn.fast.layout import FlatLayout, from_flat, to_flat
 from tests.conftest import STANDIN, host
 
 

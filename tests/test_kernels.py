@@ -1,8 +1,9 @@
-"""The CuPy kernels (minibn/kernels.py) give their textbook twins' numbers. Skipped without a GPU."""
+"""The CuPy kernels (minibn/fast/kernels.py) give their textbook twins' numbers. Skipped without a GPU."""
 import numpy as np
 import pytest
 
-from minibn import Tensor, backend, fast, kernels
+from minibn import Tensor, backend, fast
+from minibn.fast import kernels
 from minibn import functional as F
 from minibn.conv import col2im, im2col
 from minibn.models import cifar_resnet, set_trainable
@@ -21,7 +22,7 @@ def cp():
 
 
 def plain_and_fast(fn):
-    """fn() with the kernels off (the textbook ops), then on (fast.py picks the kernels' twins)."""
+    """fn() with the kernels off (the textbook ops), then on (minibn.fast picks the kernels' twins)."""
     fast.use(kernels=False)
     plain = fn()
     fast.use(kernels=True)

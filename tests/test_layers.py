@@ -120,32 +120,50 @@ def test_zero_grad():
     assert layer.weight.grad is None
 
 
-def test_running_statistics_update_once_for_all_layers_when_the_model_returns():
-    """Inside a model's forward the BatchNorms hand their batch statistics over; when it returns, one stacked
-    update (minibn/running_stats.py) gives each layer PyTorch's formula, step after step."""
-    from minibn.running_stats import update_now
-    rng = np.random.default_rng(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, rng=rng), nn.BatchNorm2d(4, rng=rng), nn.ReLU(),
-                          nn.Conv2d(4, 5, 3, stride=2, padding=1, rng=rng), nn.BatchNorm2d(5, rng=rng)).double()
-    layers = [model[1], model[4]]
-    x = Tensor(rng.standard_normal((4, 3, 8, 8)))
-    expected = [(host(b.running_mean).copy(), host(b.running_var).copy()) for b in layers]
-    for step in range(3):
+def _running_statistics_follow_pytorch(model, layers, x, steps=3):
+    """Train-mode forwards of ``model``: after each, every layer's running statistics are PyTorch's update of
+    the batch that layer saw, in the very arrays that were there before the forward."""
+    held = [(b.running_mean, b.running_var) for b in layers]  # references taken before any forward
+    expected = [(host(mean).copy(), host(var).copy()) for mean, var in held]
+    for _ in range(steps):
         out, inputs = x, []
         with minibn.no_grad():
             for i in range(len(model)):  # the layers' inputs, layer by layer (outside the model's call)
-                if i in (1, 4):
+                if model[i] in layers:
                     inputs.append(out.numpy())
-                out = model[i].forward(out) if i not in (1, 4) else F.batch_norm(
+                out = model[i].forward(out) if model[i] not in layers else F.batch_norm(
                     out, model[i].weight, model[i].bias, model[i].running_mean.copy(), model[i].running_var.copy(),
                     training=True)
         model(x)
-        for layer, batch, (mean, var) in zip(layers, inputs, expected):
-            update_now(mean, var, batch.mean(axis=(0, 2, 3)), batch.var(axis=(0, 2, 3)), batch.size // batch.shape[1],
-                       layer.momentum)
-            np.testing.assert_allclose(host(layer.running_mean), mean, rtol=1e-12)
-            np.testing.assert_allclose(host(layer.running_var), var, rtol=1e-12)
-    first = layers[0].running_mean
-    model.float()  # new arrays: the next forward stacks them again
-    model(Tensor(x.numpy().astype(np.float32)))
-    assert layers[0].running_mean is not first and layers[0].running_mean.dtype == np.float32
+        for layer, batch, (mean, var), (held_mean, held_var) in zip(layers, inputs, expected, held):
+            m = batch.size // batch.shape[1]
+            mean[...] = 0.9 * mean + 0.1 * batch.mean(axis=(0, 2, 3))
+            var[...] = 0.9 * var + 0.1 * batch.var(axis=(0, 2, 3)) * m / (m - 1)
+            assert layer.running_mean is held_mean and layer.running_var is held_var
+            np.testing.assert_allclose(host(held_mean), mean, rtol=1e-12)
+            np.testing.assert_allclose(host(held_var), var, rtol=1e-12)
+
+
+def _two_bn_model(rng):
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, rng=rng), nn.BatchNorm2d(4, rng=rng), nn.ReLU(),
+                         nn.Conv2d(4, 5, 3, stride=2, padding=1, rng=rng), nn.BatchNorm2d(5, rng=rng)).double()
+
+
+@pytest.mark.parametrize("fast_paths", [True, False])
+def test_a_reference_to_running_mean_sees_the_training_forward_that_computed_it(fast_paths):
+    """PyTorch's semantics: bn.running_mean is one array for the module's life, updated in place by the
+    training-mode forward (with the fast paths, and with the textbook ops only)."""
+    rng = np.random.default_rng(0)
+    model = _two_bn_model(rng)
+    with minibn.fast.use(fast_cpu=fast_paths, fast_gpu=fast_paths):
+        _running_statistics_follow_pytorch(model, [model[1], model[4]], Tensor(rng.standard_normal((4, 3, 8, 8))))
+
+
+def test_stacked_running_statistics_keep_the_arrays_and_update_when_the_model_returns():
+    """minibn.fast.running_stats.stack (opt-in; minibn train on CuPy): the layers' buffers become views of one
+    array once, then stay the same arrays, and each training forward updates them all (on CuPy, the GPU
+    BatchNorm hands its statistics to one update when the model returns; elsewhere each layer updates)."""
+    rng = np.random.default_rng(0)
+    model = _two_bn_model(rng)
+    minibn.fast.running_stats.stack(model)
+    _running_statistics_follow_pytorch(model, [model[1], model[4]], Tensor(rng.standard_normal((4, 3, 8, 8))))

@@ -1,18 +1,23 @@
-"""SGD (momentum, weight decay, frozen and masked parameters) and the learning-rate schedules."""
+"""SGD (momentum, weight decay, frozen and masked parameters), its flat-buffer twin FlatSGD (minibn/fast/sgd.py),
+and the learning-rate schedules."""
 import numpy as np
 import pytest
 
 from minibn import Tensor, to_device
 from minibn import functional as F
 from minibn.models import cifar_resnet, set_trainable
+from minibn.fast.sgd import FlatSGD
 from minibn.nn import Parameter
 from minibn.optim import SGD, learning_rate
 from tests.conftest import host
 
+BOTH = pytest.mark.parametrize("optimizer", [SGD, FlatSGD])  # the textbook SGD and its twin
 
-def test_sgd_matches_the_pytorch_formula():
+
+@BOTH
+def test_sgd_matches_the_pytorch_formula(optimizer):
     p = Parameter(np.array([1.0, -2.0]))
-    opt = SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
+    opt = optimizer([p], lr=0.1, momentum=0.9, weight_decay=0.01)
     expected, buf = np.array([1.0, -2.0]), None
     for grad in ([0.5, 0.5], [1.0, -1.0], [0.0, 2.0]):
         p.grad = to_device(np.array(grad))
@@ -23,19 +28,21 @@ def test_sgd_matches_the_pytorch_formula():
         np.testing.assert_allclose(host(p.data), expected)
 
 
-def test_sgd_skips_frozen_parameters():
+@BOTH
+def test_sgd_skips_frozen_parameters(optimizer):
     frozen = Parameter(np.ones(3), requires_grad=False)
     frozen.grad = np.ones(3)
-    opt = SGD([frozen], lr=1.0, momentum=0.9, weight_decay=0.1)
+    opt = optimizer([frozen], lr=1.0, momentum=0.9, weight_decay=0.1)
     opt.step()
     assert host(frozen.data).tolist() == [1, 1, 1] and not opt.momentum_buffers
 
 
-def test_masked_elements_never_change():
+@BOTH
+def test_masked_elements_never_change(optimizer):
     model = cifar_resnet(8, width=4)
     set_trainable(model, "random", seed=0)
     before = {n: host(p.data).copy() for n, p in model.named_parameters()}
-    opt = SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1)
+    opt = optimizer(model.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1)
     x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32))
     for _ in range(3):
         opt.zero_grad()
@@ -50,12 +57,13 @@ def test_masked_elements_never_change():
             assert changed.any()
 
 
-def test_optimizer_state_round_trip():
+@BOTH
+def test_optimizer_state_round_trip(optimizer):
     p = Parameter(np.ones(2))
-    opt = SGD([p], lr=0.1, momentum=0.9)
+    opt = optimizer([p], lr=0.1, momentum=0.9)
     p.grad = to_device(np.ones(2))
     opt.step()
-    other = SGD([p], lr=0.1, momentum=0.9)
+    other = optimizer([p], lr=0.1, momentum=0.9)
     other.load_state_dict(opt.state_dict())
     assert host(other.momentum_buffers[0]).tolist() == [1.0, 1.0]
 
@@ -84,11 +92,11 @@ def _one_step(model, x, labels, opt):
 
 @pytest.mark.parametrize("mode", ["bn", "all", "random"])
 def test_flat_sgd_equals_the_update_parameter_by_parameter(mode):
-    """SGD over the flat buffers gives, bit for bit, sgd_update applied to each parameter on its own."""
+    """FlatSGD over the flat buffers gives, bit for bit, sgd_update applied to each parameter on its own."""
     from minibn.optim import sgd_update
     model, reference = cifar_resnet(8, width=4, seed=1), cifar_resnet(8, width=4, seed=1)
     set_trainable(model, mode, seed=0), set_trainable(reference, mode, seed=0)
-    opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    opt = FlatSGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
     x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32))
     labels, buffers = np.array([0, 1, 2, 3]), {}
     for step in range(3):
@@ -110,7 +118,7 @@ def test_flat_sgd_equals_the_update_parameter_by_parameter(mode):
 def test_trainable_parameters_live_in_few_flat_buffers():
     model = cifar_resnet(8, width=4)
     set_trainable(model, "bn")
-    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt = FlatSGD(model.parameters(), lr=0.1, momentum=0.9)
     _one_step(model, Tensor(np.ones((2, 3, 8, 8), np.float32)), np.array([0, 1]), opt)
     (group,) = opt._groups.values()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -123,12 +131,13 @@ def test_trainable_parameters_live_in_few_flat_buffers():
     assert all(p.grad_buffer is None for p in model.parameters() if not p.requires_grad)
 
 
-def test_sgd_follows_a_change_of_trainable_parameters_and_of_dtype():
+@BOTH
+def test_sgd_follows_a_change_of_trainable_parameters_and_of_dtype(optimizer):
     """Unfreezing a parameter, or casting the model, between steps makes new flat buffers; the momentum
     of the parameters that kept training carries over."""
     model = cifar_resnet(8, width=4)
     set_trainable(model, "output")
-    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt = optimizer(model.parameters(), lr=0.1, momentum=0.9)
     x, labels = Tensor(np.ones((2, 3, 8, 8), np.float32)), np.array([0, 1])
     _one_step(model, x, labels, opt)
     fc = [i for i, (name, _) in enumerate(model.named_parameters()) if name.startswith("fc.")]
@@ -142,10 +151,27 @@ def test_sgd_follows_a_change_of_trainable_parameters_and_of_dtype():
         assert not np.array_equal(host(opt.momentum_buffers[i]), momentum[i] * 0)
 
 
-def test_a_trainable_parameter_without_gradient_is_left_alone():
+@BOTH
+def test_a_trainable_parameter_without_gradient_is_left_alone(optimizer):
     used, unused = Parameter(np.ones(2)), Parameter(np.ones(3))
-    opt = SGD([used, unused], lr=0.1, momentum=0.9, weight_decay=0.1)
+    opt = optimizer([used, unused], lr=0.1, momentum=0.9, weight_decay=0.1)
     used.grad = to_device(np.ones(2))
     opt.step()
     assert host(unused.data).tolist() == [1, 1, 1] and list(opt.momentum_buffers) == [0]
     assert np.allclose(host(used.data), 1 - 0.1 * 1.1)
+
+
+def test_plain_sgd_keeps_what_the_user_holds():
+    """PyTorch's semantics: step updates p.data in place (the same array), zero_grad gives None, and the next
+    backward makes a fresh gradient, never writing into one the user kept."""
+    model = cifar_resnet(8, width=4)
+    set_trainable(model, "bn")
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, labels = Tensor(np.ones((2, 3, 8, 8), np.float32)), np.array([0, 1])
+    weight = model.bn1.weight
+    data = weight.data
+    _one_step(model, x, labels, opt)
+    kept = weight.grad
+    before = host(kept).copy()
+    _one_step(model, x * 2, labels, opt)
+    assert weight.data is data and weight.grad is not kept and np.array_equal(host(kept), before)

@@ -51,16 +51,16 @@ def _set_fast_gpu(ctx, param, value) -> None:
 
 def fast_path_options(command):
     """--fast-cpu/--no-fast-cpu, --fast-gpu/--no-fast-gpu and --kernels/--no-kernels: the same switches on
-    every command that computes (minibn/fast.py); the command passes the first and the last to ``fast.use``,
+    every command that computes (minibn/fast/switches.py); the command passes the first and the last to ``fast.use``,
     --fast-gpu sets its switch as it is read."""
     command = click.option("--fast-gpu/--no-fast-gpu", default=None, expose_value=False, callback=_set_fast_gpu,
-                           help="CuPy's flat-layout conv and BatchNorm in few calls (minibn/fast_gpu.py); off runs "
+                           help="CuPy's flat-layout conv and BatchNorm in few calls (minibn/fast/gpu.py); off runs "
                                 "the textbook ops [default: on, or $MINIBN_FAST_GPU].")(command)
     command = click.option("--kernels/--no-kernels", "use_kernels", default=None,
-                           help="CuPy's hand-written kernels (minibn/kernels.py) for the ops that have one "
+                           help="CuPy's hand-written kernels (minibn/fast/kernels.py) for the ops that have one "
                                 "[default: off, or $MINIBN_KERNELS].")(command)
     return click.option("--fast-cpu/--no-fast-cpu", "use_fast_cpu", default=None,
-                        help="NumPy's fast path: conv, BatchNorm and pooling on the flat layout (minibn/fast_cpu); "
+                        help="NumPy's fast path: conv, BatchNorm and pooling on the flat layout (minibn/fast); "
                              "off runs the textbook ops [default: on, or $MINIBN_FAST_CPU].")(command)
 
 
@@ -76,7 +76,7 @@ def select_backend(name: str | None, default: str = "auto") -> None:
 @click.version_option(minibn.__version__, prog_name="minibn")
 def main():
     """minibn: train ResNets on CIFAR-10 with NumPy or CuPy, and train only BatchNorm."""
-    from minibn.fast_cpu import threads
+    from minibn.fast import threads
     try:
         threads.num_threads()
     except ValueError as error:  # a bad MINIBN_THREADS: say so before any work starts

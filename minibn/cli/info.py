@@ -37,10 +37,10 @@ def info(backend_name, use_fast_cpu, use_kernels):
         table.add_row("cupy", cupy.__version__)
     except ImportError:
         table.add_row("cupy", "not installed")
-    for name, on, what in fast.switches():
+    for name, on, what in fast.describe():
         table.add_row(f"fast path {name}", f"{'on' if on else 'off'}: {what}")
     console.print(table)
-    ops = Table(title=f"ops of a ResNet training step on {backend.backend_name()} (minibn/fast.py picks them)")
+    ops = Table(title=f"ops of a ResNet training step on {backend.backend_name()} (minibn/fast picks them)")
     for column in ("op", "implementation", "runs"):
         ops.add_column(column)
     for op, where, phases in _ops_of_a_step():

@@ -175,7 +175,7 @@ def check_launcher_options(launcher, status, **given):
 
 def run_locally(root, depths, modes, seeds, config, backend_name, data_dir, tensorboard, jobs, devices, threads):
     from minibn.data import DataError
-    from minibn.fast_cpu.threads import threads_from_environment
+    from minibn.fast.threads import threads_from_environment
     from minibn.launch.local import run_here, run_in_processes
     from minibn.launch.slurm import SlurmError, queued_runs
     from minibn.launch.task import load_dataset

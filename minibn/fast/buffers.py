@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from minibn.tensor import is_grad_enabled
+from minibn.autograd import is_grad_enabled
 
 _storages: list[np.ndarray] = []  # 1-D uint8 arrays; handed out as views
 _scratch = threading.local()  # each thread's own work arrays, by name

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from minibn.autograd import Context
 from minibn.batchnorm import update_running_stats
-from minibn.fast_cpu import buffers
-from minibn.fast_cpu.layout import FlatLayout
-from minibn.fast_cpu.threads import in_parallel, split
-from minibn.tensor import Context, Function
+from minibn.fast import buffers
+from minibn.fast.layout import FlatFunction, FlatLayout
+from minibn.fast.threads import in_parallel, split
 
 
 def _rows(channels: int, part: int, parts: int) -> slice:
@@ -36,15 +36,13 @@ def _rows(channels: int, part: int, parts: int) -> slice:
     return slice(mine.start, mine.stop)
 
 
-class BatchNormFlat(Function):
+class BatchNormFlat(FlatFunction):
     """BatchNorm (+ residual) (+ ReLU) on flat (C, L) activations; gamma, beta (C,); residual (C, L).
 
     Training mode uses the batch statistics over the M = N*H*W pixels and updates the running
     buffers in place (unbiased variance, as PyTorch); eval mode uses the running statistics.
     Its textbook twin, and test oracle: relu(batchnorm.BatchNorm(x) + residual), three ops.
     """
-
-    flat_inputs = "flat"
 
     @staticmethod
     def forward(ctx: Context, x, gamma, beta, residual=None, *, layout: FlatLayout, running_mean, running_var,

@@ -22,20 +22,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from minibn.autograd import Context
 from minibn.conv import conv_output_size
-from minibn.fast_cpu import buffers
-from minibn.fast_cpu.buffers import scratch
-from minibn.fast_cpu.layout import FlatLayout, keep
-from minibn.fast_cpu.threads import in_parallel, num_threads, split
-from minibn.tensor import Context, Function, Tensor
+from minibn.fast import buffers
+from minibn.fast.buffers import scratch
+from minibn.fast.layout import FlatFunction, FlatLayout, keep
+from minibn.fast.switches import switches
+from minibn.fast.threads import in_parallel, num_threads, split
+from minibn.tensor import Tensor
 
-CHUNK_BYTES = 2 << 20  # bytes of columns per chunk, 2 MiB (tuned on a 2-core Xeon with 2 MiB of L2 per core)
 
 
 def chunk_bounds(count: int, bytes_per_item: int) -> list[tuple[int, int]]:
-    """Cut range(count) into chunks of about CHUNK_BYTES, as many as a multiple of the threads."""
+    """Cut range(count) into chunks of about switches.chunk_bytes (2 MiB: a core's L2 cache), as many as a multiple of the threads."""
     parts = num_threads()
-    chunks = max(1, -(-count * bytes_per_item // CHUNK_BYTES))
+    chunks = max(1, -(-count * bytes_per_item // switches.chunk_bytes))
     chunks = min(-(-chunks // parts) * parts, count)
     return [(count * i // chunks, count * (i + 1) // chunks) for i in range(chunks)]
 
@@ -107,7 +108,7 @@ def weight_grad_3x3(g: np.ndarray, source: np.ndarray, layout: FlatLayout, shape
     return sum(partial).reshape(out_channels, 3, 3, in_channels).transpose(0, 3, 1, 2).copy()
 
 
-class Conv3x3Flat(Function):
+class Conv3x3Flat(FlatFunction):
     """3x3 conv, stride 1, padding 1, on the flat layout.  x (C, L), weight (O, C, 3, 3) -> out (O, L).
 
     forward   out[:, q] = sum_ij W[:, :, i, j] @ x[:, q + (i-1)Wp + (j-1)]
@@ -115,8 +116,6 @@ class Conv3x3Flat(Function):
               (the same gather, of g, with the kernel flipped and transposed: no col2im)
     d weight  dW[:, :, i, j] = sum_q g[:, q] x[:, q + (i-1)Wp + (j-1)]^T   (only if the weight trains)
     """
-
-    flat_inputs = "flat"
 
     @staticmethod
     def forward(ctx: Context, x, weight, layout: FlatLayout):
@@ -147,7 +146,7 @@ def strided_window(flat: np.ndarray, layout: FlatLayout, first: int, images: int
                   (wp, 1, flat.shape[1], image, stride * wp, stride))
 
 
-class ConvStridedFlat(Function):
+class ConvStridedFlat(FlatFunction):
     """k x k conv with stride s and padding p <= 1, flat (H x W layout) -> flat (Ho x Wo layout).
 
     x (C, L_in), weight (O, C, k, k) -> out (O, L_out). Per chunk of images, with cols the
@@ -156,8 +155,6 @@ class ConvStridedFlat(Function):
     d x       dcols = W_mat^T @ g, each offset's slice added back where it was read (col2im)
     d weight  dW = g @ cols^T   (only if the weight trains)
     """
-
-    flat_inputs = "flat"
 
     @staticmethod
     def forward(ctx: Context, x, weight, layout: FlatLayout, out_layout: FlatLayout, stride: int, padding: int):

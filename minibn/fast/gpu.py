@@ -3,7 +3,7 @@
 On a GPU a ResNet-20 step at batch 128 is a fraction of a millisecond of arithmetic, and every CuPy call
 costs the host 10-30 us whatever its size (minibn/opcount.py counts them). The textbook ops make about 12
 calls per conv forward (a pad, nine strided copies, the GEMM, a transpose), 20 per conv backward (col2im)
-and 17 per BatchNorm forward. On the flat layout of fast_cpu/layout.py (each channel one row of the whole
+and 17 per BatchNorm forward. On the flat layout of layout.py (each channel one row of the whole
 batch, a zero after each image row and a zero row after each image), without chunks or threads:
 
 - conv forward: the columns are one strided copy (a view made with as_strided: each kernel offset is a
@@ -18,17 +18,18 @@ batch, a zero after each image row and a zero row after each image), without chu
 The textbook twins and test oracles are conv.Conv2d and batchnorm.BatchNorm (+ ops.Add, ops.ReLU);
 tests/test_fast_gpu.py compares them in float64. The ops are plain ``xp`` code: the tests also run them on
 NumPy.
-minibn/fast.py picks them for CuPy arrays (the ``fast_gpu`` switch, on by default).
+minibn/fast/__init__.py picks them for CuPy arrays (the ``fast_gpu`` switch, on by default).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from minibn.autograd import Context
 from minibn.backend import array_module
-from minibn.batchnorm import update_running_stats
 from minibn.conv import conv_output_size
-from minibn.fast_cpu.layout import FlatLayout, keep
-from minibn.tensor import Context, Function, Tensor
+from minibn.fast import running_stats
+from minibn.fast.layout import FlatFunction, FlatLayout, keep
+from minibn.tensor import Tensor
 
 _kept: dict[tuple, object] = {}  # scratch matrices and masks, by what they are for and their shape
 
@@ -107,7 +108,7 @@ def has_gpu_version(weight_shape, bias, stride: int, padding: int) -> bool:
     return bias is None and weight_shape[3] == k and k in (1, 3) and padding == k // 2 and stride >= 1
 
 
-class ConvFlatGPU(Function):
+class ConvFlatGPU(FlatFunction):
     """k x k conv (k = 1 or 3, padding k // 2, any stride) on the flat layout: x (C, L) -> out (O, L_out).
 
     With cols = gather(x) (C*k*k, L_out), g = dL/dout (O, L_out), as in minibn/conv.py:
@@ -116,8 +117,6 @@ class ConvFlatGPU(Function):
       d weight  dW  = g @ cols^T  (cols gathered again; only if the weight trains)
     A 1x1 stride-1 conv needs no gather: out = W_mat @ x, dx = W_mat^T @ g.
     """
-
-    flat_inputs = "flat"
 
     @staticmethod
     def forward(ctx: Context, x, weight, layout: FlatLayout, out_layout: FlatLayout, stride: int):
@@ -142,13 +141,13 @@ class ConvFlatGPU(Function):
                 dx = w_flip @ gather(g_in, layout, layout, k, 1, what="dcols")
         if ctx.needs_input_grad[1]:
             cols = x if k == 1 and stride == 1 else gather(x, layout, out_layout, k, stride)
-            into = ctx.grad_out(1)  # the optimizer's flat gradient, if it has one (see Context.grad_out)
+            into = ctx.grad_destination(1)  # the optimizer's flat gradient, if it has one (see Context.grad_out)
             dw = xp.matmul(g, cols.T, out=None if into is None else into.reshape(o, -1))
             dw = into if into is not None else dw.reshape(weight.shape)
         return dx, dw
 
 
-class BatchNormFlatGPU(Function):
+class BatchNormFlatGPU(FlatFunction):
     """BatchNorm (+ residual) (+ ReLU) on flat (C, L) activations, pads zero in and out.
 
     forward   mean = x @ w, var = (x - mean)^2 @ w     w = 1/M at the pixels, 0 at the pads (M pixels)
@@ -161,8 +160,6 @@ class BatchNormFlatGPU(Function):
     Every product with a per-channel vector broadcasts it along the row: one call each.
     """
 
-    flat_inputs = "flat"
-
     @staticmethod
     def forward(ctx: Context, x, gamma, beta, residual=None, *, layout: FlatLayout, running_mean, running_var,
                 training: bool, momentum: float, eps: float, relu: bool):
@@ -172,7 +169,7 @@ class BatchNormFlatGPU(Function):
             mean = x @ weights
             xhat = x - mean[:, None]                       # centered for now; normalized in place below
             var = (xhat * xhat) @ weights
-            update_running_stats(running_mean, running_var, mean, var, m, momentum)
+            running_stats.update(running_mean, running_var, mean, var, m, momentum)  # batchnorm.py's update
         else:
             mean, var = running_mean, running_var
             xhat = x - mean[:, None]
@@ -195,8 +192,8 @@ class BatchNormFlatGPU(Function):
         m = layout.pixels_per_channel
         mask = pixel_mask(xp, layout, g.dtype)
         ge = g if y is None else g * (y > 0)  # zero at the pads, as y is
-        dbeta = xp.matmul(ge, mask, out=ctx.grad_out(2))  # out: straight into the optimizer's flat gradient
-        dgamma = xp.matmul(ge * xhat, mask, out=ctx.grad_out(1))
+        dbeta = xp.matmul(ge, mask, out=ctx.grad_destination(2))  # see Context.grad_destination
+        dgamma = xp.matmul(ge * xhat, mask, out=ctx.grad_destination(1))
         dx = None
         if ctx.needs_input_grad[0]:
             scale = (gamma * inv_std)[:, None]

@@ -3,8 +3,8 @@
 Every op here has a plain ``xp`` twin, its test oracle: Conv2dKernels is conv.Conv2d with
 im2col/col2im as one launch each, BatchNormKernels is batchnorm.BatchNorm in training mode,
 CrossEntropyKernels is functional.CrossEntropy, sgd_update is optim.sgd_update; and
-tests/test_kernels.py checks on a GPU that both give the same numbers. minibn/fast.py picks them
-for CuPy arrays while the kernels are on: ``use_kernels(True)``, MINIBN_KERNELS=1, or ``--kernels``.
+tests/test_kernels.py checks on a GPU that both give the same numbers. minibn/fast/__init__.py picks them
+for CuPy arrays while the kernels are on: ``minibn.fast.use(kernels=True)``, MINIBN_KERNELS=1, or ``--kernels``.
 
 Why these: the plain paths launch many small kernels (im2col alone is a pad and nine
 slice copies; BatchNorm's backward is about eight), and at CIFAR sizes a GPU step is
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import functools
 
-from minibn.batchnorm import BatchNorm, update_running_stats
+from minibn.autograd import Context
+from minibn.batchnorm import BatchNorm
 from minibn.conv import Conv2d, conv_output_size
-from minibn.fast import kernels_enabled, use_kernels  # the switch, kept here under its old names
+from minibn.fast import running_stats
 from minibn.functional import CrossEntropy
-from minibn.tensor import Context
 
-__all__ = ["use_kernels", "kernels_enabled", "Conv2dKernels", "BatchNormKernels",
-           "CrossEntropyKernels", "sgd_update", "im2col", "col2im"]
+__all__ = ["Conv2dKernels", "BatchNormKernels", "CrossEntropyKernels", "sgd_update", "im2col", "col2im"]
 
 
 @functools.cache
@@ -135,7 +134,7 @@ class Conv2dKernels(Conv2d):
 
 class BatchNormKernels(BatchNorm):
     """batchnorm.BatchNorm (its twin and oracle) in training mode on NCHW: the variance, the normalization
-    and the input gradient each one launch. fast.py picks it for training-mode (N, C, H, W) input only."""
+    and the input gradient each one launch. minibn/fast/__init__.py picks it for training-mode (N, C, H, W) input only."""
 
     @staticmethod
     def forward(ctx: Context, x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
@@ -147,7 +146,7 @@ class BatchNormKernels(BatchNorm):
         inv_std = 1 / cupy.sqrt(var + eps)
         xhat, y = _compiled()["bn_forward"](x, mean.reshape(shape), inv_std.reshape(shape), gamma.reshape(shape),
                                             beta.reshape(shape))
-        update_running_stats(running_mean, running_var, mean, var, m, momentum)
+        running_stats.update(running_mean, running_var, mean, var, m, momentum)  # batchnorm.py's update
         ctx.save_for_backward(xhat, inv_std, gamma)
         ctx.training, ctx.axes, ctx.shape, ctx.m = True, (0, 2, 3), shape, m
         return y
@@ -179,7 +178,7 @@ class CrossEntropyKernels(CrossEntropy):
 
 def sgd_update(param, grad, mask, buffer, first: bool, lr: float, momentum: float, weight_decay: float) -> None:
     """Twin of optim.sgd_update (with momentum): decay, mask, momentum and the step in one launch. SGD calls
-    it once per flat group of parameters, so one launch updates every trainable parameter."""
+    it once per parameter, FlatSGD once per flat group, so that one launch updates every trainable parameter."""
     scalar = param.dtype.type
     mask = mask if mask is not None else scalar(1)  # a scalar argument: no array to allocate
     _compiled()["sgd"](grad, mask, scalar(lr), scalar(weight_decay), scalar(momentum), first, param, buffer)

@@ -24,18 +24,23 @@ The price: outputs computed at pad positions are garbage. Every op of the fast p
 in all pads and margins of what it returns (activations and gradients alike), and may rely on
 finding zeros there. Zero pads also let BatchNorm sum over every position of a row.
 
-A Tensor in this layout has its ``layout`` set to the FlatLayout (and its ``shape`` is still
-(N, C, H, W)). ToFlat and FromFlat below are the two conversions, as ops with a backward: ops with a
-flat version call ``flat`` on their input, and Function.apply calls ``to_nchw`` for any other op.
-The layout is plain ``xp`` code; only the reuse of NumPy arrays (buffers.py) is NumPy's.
+A batch in this layout travels as a FlatTensor (below): a Tensor whose array is the (C, length) one,
+whose ``layout`` is its FlatLayout, and whose ``shape`` and ``data`` are still the (N, C, H, W) ones.
+The ops written for the layout are FlatFunctions and take it as it is; any other op gets it back in
+(N, C, H, W) first (FlatTensor.as_input_of), so no op ever sees an array it does not understand.
+ToFlat and FromFlat are the two conversions, as ops with a backward. The engine (minibn/autograd.py)
+knows nothing of this. The layout is plain ``xp`` code; only the reuse of NumPy arrays (buffers.py) is
+NumPy's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from minibn import ops
+from minibn.autograd import Context, Function
 from minibn.backend import array_module
-from minibn.fast_cpu import buffers
-from minibn.tensor import Context, Function, Tensor
+from minibn.fast import buffers
+from minibn.tensor import Tensor
 
 
 @dataclass(frozen=True)
@@ -97,13 +102,55 @@ class FlatLayout:
         flat[:, self.margin + self.positions:] = 0
         return flat
 
-    def to_nchw(self, x: Tensor) -> Tensor:
-        """A Tensor in this layout, back in (N, C, H, W) (an op with a backward: FromFlat)."""
-        return FromFlat.apply(x, layout=self)
-
     def nchw_view(self, flat):
         """The (N, C, H, W) pixels of ``flat``, as a view (no copy): what Tensor.data shows."""
         return self.pixels(flat).transpose(1, 0, 2, 3)
+
+
+class FlatFunction(Function):
+    """An op written for the flat layout: it takes FlatTensors as they are (their (C, length) arrays)."""
+
+
+KEEP_FLAT = (ops.Add, ops.Sub, ops.Mul, ops.Neg, ops.ReLU)  # elementwise, and 0 (op) 0 = 0
+
+
+class FlatTensor(Tensor):
+    """An (N, C, H, W) batch stored in the flat layout: ``_data`` is the (C, length) array, what FlatFunctions
+    get; ``data`` is an (N, C, H, W) view of its pixels and ``shape`` is (N, C, H, W), what everyone else sees."""
+
+    def __init__(self, flat_array, layout: FlatLayout, requires_grad: bool = False):
+        super().__init__(flat_array, requires_grad)
+        self.layout = layout
+
+    def as_input_of(self, op, inputs: tuple) -> Tensor:
+        """Itself for an op written for the layout, and for an elementwise op that maps zeros to zero when all
+        its inputs are in this layout (the pads stay zero); for any other op, converted to (N, C, H, W)."""
+        if issubclass(op, FlatFunction) or (op in KEEP_FLAT and all(
+                isinstance(x, FlatTensor) and x.layout == self.layout for x in inputs)):
+            return self
+        return self.to_nchw()
+
+    def result(self, op, array) -> Tensor:
+        """An elementwise op run on the flat arrays returns them in the same layout; a FlatFunction's output is
+        made a FlatTensor of its own layout by ``keep``."""
+        return FlatTensor(array, self.layout) if op in KEEP_FLAT else Tensor(array)
+
+    def to_nchw(self) -> Tensor:
+        return FromFlat.apply(self, layout=self.layout)
+
+    @property
+    def data(self):
+        return self.layout.nchw_view(self._data)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self.layout.nchw_shape(self._data.shape[0])
+
+    def detach(self) -> "FlatTensor":
+        return FlatTensor(self._data, self.layout)
+
+    def backward(self, grad=None) -> None:
+        self.to_nchw().backward(grad)  # the upstream gradient is (N, C, H, W), like the shape
 
 
 def to_flat(images, layout: FlatLayout):
@@ -131,10 +178,8 @@ class ToFlat(Function):
         return from_flat(g, ctx.layout)
 
 
-class FromFlat(Function):
+class FromFlat(FlatFunction):
     """(C, length) -> (N, C, H, W), the pixels only.  dx = g in the flat layout, zeros at the pads."""
-
-    flat_inputs = "flat"
 
     @staticmethod
     def forward(ctx: Context, flat, layout: FlatLayout):
@@ -146,16 +191,17 @@ class FromFlat(Function):
         return to_flat(g, ctx.layout)
 
 
-def flat(x: Tensor) -> Tensor:
+def flat(x: Tensor) -> FlatTensor:
     """``x`` in the flat layout: as it is if it already is, else converted (ToFlat), e.g. at a network's stem."""
-    if x.layout is not None:
+    if isinstance(x, FlatTensor):
         return x
     n, _, h, w = x.shape
     layout = FlatLayout(n, h, w)
     return keep(ToFlat.apply(x, layout=layout), layout)
 
 
-def keep(out: Tensor, layout: FlatLayout) -> Tensor:
-    """Mark the output of a flat op as being in ``layout``; returns it."""
-    out.layout = layout
-    return out
+def keep(out: Tensor, layout: FlatLayout) -> FlatTensor:
+    """The output of a flat op, as the FlatTensor in ``layout`` that it is (the same array and graph node)."""
+    kept = FlatTensor(out._data, layout, out.requires_grad)
+    kept._ctx = out._ctx
+    return kept

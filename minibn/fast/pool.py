@@ -1,19 +1,17 @@
 """Global average pooling on the flat layout: where the recipe's ResNet leaves it, for the linear head."""
 from __future__ import annotations
 
+from minibn.autograd import Context
 from minibn.backend import array_module
-from minibn.fast_cpu import buffers
-from minibn.fast_cpu.layout import FlatLayout
-from minibn.tensor import Context, Function
+from minibn.fast import buffers
+from minibn.fast.layout import FlatFunction, FlatLayout
 
 
-class GlobalAvgPoolFlat(Function):
+class GlobalAvgPoolFlat(FlatFunction):
     """(C, length) -> (N, C): the mean of each image's H x W pixels.  dx = g / (H W) at every pixel.
 
     Its textbook twin (and test oracle) is functional.global_avg_pool2d, x.mean(axis=(2, 3)) on NCHW.
     """
-
-    flat_inputs = "flat"
 
     @staticmethod
     def forward(ctx: Context, x, layout: FlatLayout):

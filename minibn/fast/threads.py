@@ -18,6 +18,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from minibn.fast.switches import switches, use
+
 
 def _cores() -> int:
     """The cores this process may run on (a container may allow fewer than the machine has)."""
@@ -34,27 +36,21 @@ def threads_from_environment() -> int:
     return int(value)
 
 
-_num_threads: int | None = None  # read from the environment on first use
-_pool: ThreadPoolExecutor | None = None
+_pool: ThreadPoolExecutor | None = None  # made on first use, with the threads it was made for
+_pool_threads = 0
 _blas = None  # threadpoolctl's controller, made on first use (it inspects the loaded libraries)
 
 
 def num_threads() -> int:
-    global _num_threads
-    if _num_threads is None:
-        _num_threads = threads_from_environment()
-    return _num_threads
+    """switches.threads, or, until it is set, $MINIBN_THREADS or the cores."""
+    if switches.threads is None:
+        switches.threads = threads_from_environment()
+    return switches.threads
 
 
 def set_num_threads(threads: int) -> None:
-    """How many threads the fast CPU path uses (default: the cores this process may run on, or $MINIBN_THREADS)."""
-    global _num_threads, _pool
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    if _pool is not None and threads != num_threads():
-        _pool.shutdown()
-        _pool = None
-    _num_threads = threads
+    """How many threads the fast CPU path uses: ``minibn.fast.use(threads=...)``, kept under its old name."""
+    use(threads=threads)
 
 
 def in_parallel(work: Callable[[int, int], None]) -> None:
@@ -62,7 +58,7 @@ def in_parallel(work: Callable[[int, int], None]) -> None:
 
     The calling thread does part 0 itself. The first exception raised by any part is re-raised.
     """
-    global _pool, _blas
+    global _pool, _pool_threads, _blas
     parts = num_threads()
     if _blas is None:
         from threadpoolctl import ThreadpoolController
@@ -71,8 +67,10 @@ def in_parallel(work: Callable[[int, int], None]) -> None:
         if parts == 1:
             work(0, 1)
             return
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="minibn")
+        if _pool is None or _pool_threads != parts:
+            if _pool is not None:
+                _pool.shutdown()
+            _pool, _pool_threads = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="minibn"), parts
         others = [_pool.submit(work, part, parts) for part in range(1, parts)]
         work(0, parts)
         for other in others:

@@ -24,7 +24,7 @@ def load_dataset(spec: RunSpec):
 def train_one(spec: RunSpec, dataset=None, console=None) -> dict:
     """Train or resume the run; its summary. ``dataset``: already loaded, else loaded here."""
     from minibn import backend
-    from minibn.fast_cpu import set_num_threads
+    from minibn.fast import set_num_threads
     from minibn.train import TrainConfig, run
     if spec.threads is not None:
         set_num_threads(spec.threads)  # the fast CPU path's sums depend on it: part of what fixes the numbers
