@@ -59,12 +59,12 @@ def best_of(fn, repeats=3):
 
 
 naive, naive_s = best_of(lambda: conv2d_naive(x, w, stride=1, padding=1), repeats=1)
-fast, fast_s = best_of(lambda: conv2d(Tensor(x), Tensor(w), padding=1).data)
-fast = to_host(fast)  # on a GPU, back to the host to compare with the NumPy loops
+im2col_out, fast_s = best_of(lambda: conv2d(Tensor(x), Tensor(w), padding=1).data)
+im2col_out = to_host(im2col_out)  # on a GPU, back to the host to compare with the NumPy loops
 flops = 2 * n * o * size * size * c * 9
 table(f"conv 3x3, x ({n}, {c}, {size}, {size}), {o} filters", ["method", "ms", "GFLOP/s", "max |diff|"], [
     ["naive loops over output pixels", naive_s * 1e3, flops / naive_s / 1e9, 0.0],
-    ["im2col + one matrix multiply", fast_s * 1e3, flops / fast_s / 1e9, float(np.abs(naive - fast).max())],
+    ["im2col + one matrix multiply", fast_s * 1e3, flops / fast_s / 1e9, float(np.abs(naive - im2col_out).max())],
 ])
 console.print(f"im2col is {naive_s / fast_s:.0f}x faster here. The price is memory: the column matrix "
               f"is 9x the input ({9 * x.nbytes / 2**20:.0f} MiB).")
@@ -72,18 +72,19 @@ console.print(f"im2col is {naive_s / fast_s:.0f}x faster here. The price is memo
 # %% [markdown]
 # ## How the fast CPU path gets its speed
 #
-# On NumPy, `F.conv2d` (which `nn.Conv2d` calls) runs `minibn/fast_cpu/conv.py` instead of
-# `conv.py`'s `Conv2d` whenever the conv has a version there: `minibn/fast.py` picks, op by op, and
-# `python -m minibn info` lists what each op of a ResNet step ran. The numbers are the same as
+# On NumPy, `F.conv2d` (which `nn.Conv2d` calls) runs `minibn/fast/cpu_conv.py` instead of
+# `conv.py`'s `Conv2d` whenever the conv has a version there: `F.conv2d` asks `minibn/registry.py`,
+# where the speed package `minibn/fast` registered its version, and `python -m minibn info` lists what
+# each op of a ResNet step ran. The numbers are the same as
 # above; the work is arranged differently:
 #
 # 1. **A flat, padded layout.** Each channel is one long row holding every image, each image row
 #    followed by one zero and each image by a zero row. Then kernel offset (i, j) of every output
 #    pixel is the same shift, `(i-1)*(W+1) + (j-1)`, so im2col is nine slice copies, and the input
 #    gradient is the same gather of the output gradient with the kernel flipped: no col2im scatter.
-#    The output stays in this layout (its Tensor has `layout` set; `shape` and `data` still read
-#    NCHW), so the next conv or BatchNorm takes it as it is: a ResNet converts at its stem and at its
-#    pool only, and any op without a flat version gets NCHW back first (`Function.apply`).
+#    The output stays in this layout (a `FlatTensor`, whose `shape` and `data` still read NCHW), so
+#    the next conv or BatchNorm takes it as it is: a ResNet converts at its stem and at its pool only,
+#    and any op without a flat version gets NCHW back first (`FlatTensor.as_input_of`).
 # 2. **Cache-sized chunks.** Gather the columns of about 2 MiB of output positions and multiply them
 #    while they are still in the core's cache, instead of streaming a 9x-larger matrix through memory.
 # 3. **One thread per core**, each running single-threaded BLAS on its own chunks.
@@ -91,15 +92,15 @@ console.print(f"im2col is {naive_s / fast_s:.0f}x faster here. The price is memo
 # Below, the forward pass plus the input gradient (what BN-only training needs) of the same layer,
 # each step added in turn.
 # %%
-from minibn import fast_cpu  # noqa: E402
+from minibn import fast  # noqa: E402
 from minibn.backend import backend_name  # noqa: E402
-from minibn.fast_cpu import conv as flat_conv  # noqa: E402
-from minibn.fast_cpu.layout import FlatLayout, from_flat, to_flat  # noqa: E402
+from minibn.fast import cpu_conv  # noqa: E402
+from minibn.fast.layout import FlatLayout, from_flat, to_flat  # noqa: E402
 
 if backend_name() != "numpy":
     console.print("The fast CPU path runs on NumPy only; run this lesson with MINIBN_BACKEND=numpy to time it.")
 else:
-    g = rng.standard_normal(fast.shape).astype(np.float32)  # an upstream gradient
+    g = rng.standard_normal(im2col_out.shape).astype(np.float32)  # an upstream gradient
 
     def textbook_step():
         xt = Tensor(x, requires_grad=True)
@@ -111,31 +112,28 @@ else:
 
     def flat_step():
         xt = Tensor(x_flat, requires_grad=True)
-        flat_conv.Conv3x3Flat.apply(xt, Tensor(w), layout=layout).backward(g_flat)
+        cpu_conv.Conv3x3Flat.apply(xt, Tensor(w), layout=layout).backward(g_flat)
         return from_flat(xt.grad, layout)
 
     reference, textbook_s = best_of(textbook_step)
     rows = [["textbook: im2col + GEMM, col2im", textbook_s * 1e3, 1.0, 0.0]]
-    chunk_bytes, threads = flat_conv.CHUNK_BYTES, fast_cpu.num_threads()
+    chunk_bytes, threads = fast.switches.chunk_bytes, fast.num_threads()
     for name, chunk, thread_count in [("flat layout, one GEMM over all positions", 1 << 40, 1),
                                       ("flat layout, cache-sized chunks", chunk_bytes, 1),
                                       (f"flat layout, chunks, {threads} threads", chunk_bytes, threads)]:
-        flat_conv.CHUNK_BYTES = chunk  # a module setting, changed here only to show what each step buys
-        fast_cpu.set_num_threads(thread_count)
-        dx, seconds = best_of(flat_step)
+        with fast.use(chunk_bytes=chunk, threads=thread_count):  # each switch is put back after the block
+            dx, seconds = best_of(flat_step)
         rows.append([name, seconds * 1e3, textbook_s / seconds, float(np.abs(dx - reference).max())])
-    flat_conv.CHUNK_BYTES = chunk_bytes
-    fast_cpu.set_num_threads(threads)
     table(f"conv 3x3 forward + input gradient, x ({n}, {c}, {size}, {size})",
           ["method", "ms", "speed-up", "max |dx diff|"], rows)
     console.print("Same numbers (to float32 rounding). BatchNorm, ReLU and the residual add get the same treatment "
-                  "in fast_cpu/batchnorm.py: one fused op on whole channel rows.")
+                  "in fast/cpu_batchnorm.py: one fused op on whole channel rows.")
 
 # %% [markdown]
 # ## The same layout on a GPU: fewer calls
 #
 # On a GPU the cache and the threads do not matter; what costs is each CuPy call (10-30 us of host work,
-# whatever its size: lesson 07). `minibn/fast_gpu.py` uses the flat layout for that: the whole im2col is
+# whatever its size: lesson 07). `minibn/fast/gpu.py` uses the flat layout for that: the whole im2col is
 # one strided copy of an `as_strided` view (each kernel offset is a shift of the row, and the view holds
 # all nine shifts of every channel) into a scratch matrix whose pad columns stay zero, then one GEMM, whose
 # output therefore has zero pads too. The input gradient is the same gather of the output gradient with

@@ -68,9 +68,9 @@ save(fig, args.out, "parameters.png")
 # ## Edit a block: pre-activation
 #
 # `BasicBlock.forward` in `minibn/models.py` is the only definition of what a block computes:
-# conv -> BN -> ReLU -> conv -> BN, add the shortcut, ReLU. Each op in it picks its own
-# implementation (`minibn/fast.py`): on NumPy, by default, the convolutions and BatchNorms run on
-# the fast CPU path's flat layout, and `bn.forward_relu(x, residual)`, which is
+# conv -> BN -> ReLU -> conv -> BN, add the shortcut, ReLU. Each op in it runs its textbook version
+# or a fast one that the speed package `minibn/fast` registered (`minibn/registry.py`): on NumPy, by
+# default, the convolutions and BatchNorms run on the fast CPU path's flat layout, and `bn.forward_relu(x, residual)`, which is
 # `relu(bn(x) + residual)`, runs as one fused op there and as three textbook ops elsewhere.
 #
 # He et al.'s follow-up paper (Identity Mappings in Deep Residual Networks, 2016) moves BN and ReLU
@@ -102,20 +102,19 @@ labels = data_rng.integers(0, 10, (steps, batch))
 
 def train(block, fast_cpu=None, dtype=np.float32, depth=depth):
     """A few SGD steps of ResNet-`depth` built from `block`; returns the losses and the final state."""
-    fast.use(fast_cpu=fast_cpu)
-    model = cifar_resnet(depth, seed=0, block=block).to(dtype)
-    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    losses = []
-    for x, y in zip(images, labels):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(Tensor(x.astype(dtype))), y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    with fast.use(fast_cpu=fast_cpu):  # None: as the environment and --fast-cpu set it; put back after
+        model = cifar_resnet(depth, seed=0, block=block).to(dtype)
+        optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        losses = []
+        for x, y in zip(images, labels):
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(Tensor(x.astype(dtype))), y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
     return losses, model.state_dict()
 
 
-default = fast.settings()  # as the environment and this lesson's --fast-cpu/--no-fast-cpu set them
 default_path = "the fast CPU path" if fast.fast_cpu_enabled() else "the textbook ops"
 original, _ = train(BasicBlock)
 edited, _ = train(PreActBlock)
@@ -130,7 +129,6 @@ console.print("Different losses: the edited block is what trains.")
 # %%
 fast_losses, fast_state = train(PreActBlock, fast_cpu=True, dtype=np.float64, depth=8)
 textbook_losses, textbook_state = train(PreActBlock, fast_cpu=False, dtype=np.float64, depth=8)
-fast.use(**default)
 worst = max(float(np.abs(fast_state[name] - textbook_state[name]).max()) for name in fast_state)
 table("PreActBlock ResNet-8, float64: fast CPU path on vs off", ["compared", "max |difference|"],
       [["losses", float(np.abs(np.subtract(fast_losses, textbook_losses)).max())],

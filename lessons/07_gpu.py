@@ -85,7 +85,7 @@ save(fig, args.out, "timings.png")
 # `minibn/opcount.py` counts them on the strict CuPy stand-in that the tests use (a real CuPy has no
 # counter). Counted on 2026-11-30, ResNet-20 training step, any batch size:
 #
-# | | textbook ops, per-parameter SGD | flat layout (`minibn/fast_gpu.py`), flat SGD |
+# | | textbook ops, per-parameter SGD | flat layout (`minibn/fast/gpu.py`), flat SGD |
 # |---|---|---|
 # | BN-only step | 1,594 | 630 |
 # | full step | 1,764 | 682 |
@@ -111,9 +111,8 @@ if opcount.counting_available():
     depth = 8 if args.smoke else 20
     counted = {}
     for flat in (False, True):
-        fast.use_fast_gpu(flat)
-        counted[flat] = opcount.step_counts(depth, "bn", batch_size=2)["train"]
-    fast.use_fast_gpu(True)
+        with fast.use(fast_gpu=flat, flat_sgd=flat):  # the textbook ops and SGD, or the speed package's
+            counted[flat] = opcount.step_counts(depth, "bn", batch_size=2)["train"]
     ops_by_name = sorted(set(counted[False].by_op) | set(counted[True].by_op),
                          key=lambda op: -max(counted[False].by_op.get(op, 0), counted[True].by_op.get(op, 0)))
     table(f"device operations of one ResNet-{depth} BN-only training step",

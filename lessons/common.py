@@ -33,11 +33,11 @@ def lesson_args(name: str, doc: str | None, add_arguments=None) -> argparse.Name
     parser.add_argument("--smoke", action="store_true", default=os.environ.get("MINIBN_LESSON_SMOKE") == "1",
                         help="smallest settings, seconds to run (the tests use it)")
     parser.add_argument("--fast-cpu", action=argparse.BooleanOptionalAction, default=None,
-                        help="NumPy's fast path (minibn/fast_cpu) [default: on, or $MINIBN_FAST_CPU]")
+                        help="NumPy's fast path (minibn/fast) [default: on, or $MINIBN_FAST_CPU]")
     parser.add_argument("--fast-gpu", action=argparse.BooleanOptionalAction, default=None,
-                        help="CuPy's flat-layout ops (minibn/fast_gpu.py) [default: on, or $MINIBN_FAST_GPU]")
+                        help="CuPy's flat-layout ops (minibn/fast/gpu.py) [default: on, or $MINIBN_FAST_GPU]")
     parser.add_argument("--kernels", action=argparse.BooleanOptionalAction, default=None,
-                        help="CuPy's hand-written kernels (minibn/kernels.py) [default: off, or $MINIBN_KERNELS]")
+                        help="CuPy's hand-written kernels (minibn/fast/kernels.py) [default: off, or $MINIBN_KERNELS]")
     if add_arguments:
         add_arguments(parser)
     args, _ = parser.parse_known_args([] if IN_NOTEBOOK else None)  # a notebook kernel has its own arguments

@@ -57,8 +57,8 @@ def test_gradcheck_json_has_one_passing_record_per_checked_input():
 
 
 def test_a_bad_thread_count_is_a_usage_error(monkeypatch):
-    from minibn.fast_cpu import threads
-    monkeypatch.setattr(threads, "_num_threads", None)  # read the environment again
+    from minibn.fast import threads
+    monkeypatch.setattr(threads.switches, "threads", None)  # read the environment again
     monkeypatch.setenv("MINIBN_THREADS", "two")
     result = CliRunner().invoke(main, ["info", "--backend", "numpy"])
     assert result.exit_code == 2 and "MINIBN_THREADS must be a whole number" in result.output
@@ -81,5 +81,5 @@ def test_info_says_which_implementation_each_op_runs():
     flat = {op: where for op, where, _ in _ops_of_a_step()}
     assert textbook["Conv2d"] == "conv.py" and textbook["BatchNorm"] == "batchnorm.py" and "Conv3x3Flat" not in textbook
     if BACKEND == "numpy":
-        assert flat["Conv3x3Flat"] == "fast_cpu/conv.py" and flat["BatchNormFlat"] == "fast_cpu/batchnorm.py"
+        assert flat["Conv3x3Flat"] == "fast/cpu_conv.py" and flat["BatchNormFlat"] == "fast/cpu_batchnorm.py"
         assert "Conv2d" not in flat and "BatchNorm" not in flat

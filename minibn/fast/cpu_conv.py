@@ -1,7 +1,7 @@
 """Convolutions on the flat layout (layout.py), in chunks that fit the cache, on all cores.
 
 Two ops, each a Function with its forward and backward side by side, and ``conv2d``, which
-picks one (minibn/fast.py calls it for F.conv2d). Their textbook twin, and test oracle, is
+picks one (minibn/fast/__init__.py registers it for F.conv2d). Their textbook twin, and test oracle, is
 minibn/conv.py's Conv2d: the same GEMMs, on (N, C, H, W) arrays.
 - Conv3x3Flat: 3x3, stride 1, padding 1, flat in and flat out (same layout). Every output
   position, pads included, is computed, because each kernel offset is one contiguous slice.
