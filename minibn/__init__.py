@@ -10,7 +10,7 @@ fast paths: minibn.fast registers its ops with minibn/registry.py (``minibn.fast
 """
 from minibn.backend import BackendError, backend_name, synchronize, to_device, to_host, use_backend
 from minibn.gradcheck import GradcheckResult, gradcheck, rel_error
-from minibn.nn import load, save
+from minibn.serialization import load, save
 from minibn.tensor import BackwardContractError, Function, Tensor, is_grad_enabled, no_grad
 from minibn import fast, functional, models, nn, optim
 

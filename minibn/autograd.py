@@ -1,13 +1,11 @@
 """The autograd engine: Function (an op: forward and backward side by side), Context, and the backward pass.
 
-Calling ``SomeOp.apply(x, y)`` runs ``SomeOp.forward`` on the arrays of its inputs and saves what
-``backward`` will need on a ``Context``. The output tensor remembers that context (``_ctx``), and so the
-graph is built as the program runs. ``backward(root)`` walks that graph from the output back to the
-leaves, calls each op's ``backward`` once, and adds the gradients into the leaves' ``.grad``.
-
-This file imports no op and no Tensor: an op's output is made by the tensor it was applied to
-(``Tensor.result`` in tensor.py), so that tensor.py can import the ops that its ``+``, ``@``, ``.sum()``
-stand for.
+``SomeOp.apply(x, y)`` runs ``SomeOp.forward`` on the arrays of its inputs and saves what ``backward``
+will need on a ``Context``; the output remembers that context (``_ctx``), so the graph is built as the
+program runs. ``backward(root)`` walks it from the output back to the leaves, calls each op's
+``backward`` once, and adds the gradients into the leaves' ``.grad``. This file imports no op and no
+Tensor (an op's output is made by the tensor it was applied to: ``Tensor.result``), so that tensor.py
+can import the ops that its ``+``, ``@``, ``.sum()`` stand for.
 """
 from __future__ import annotations
 
@@ -62,10 +60,9 @@ def read_only(array):
     """On NumPy, a read-only view of ``array`` (no copy: a few hundred nanoseconds); anything else as it is.
 
     The engine hands these to backward, so that a backward that writes into its gradient or into what
-    forward saved fails at that line instead of corrupting another branch's gradient. CuPy has no
-    read-only arrays: there the contract rests on the ops (the NumPy suite runs every one of them through
-    these views) and, for students' code, on the grader (minibn.gradcheck compares the gradient it handed
-    with its own copy).
+    forward saved fails at that line (BackwardContractError). CuPy has no read-only arrays: there the
+    contract rests on the ops (the NumPy suite runs every one through these views) and, for students'
+    code, on the grader (minibn.gradcheck compares the gradient it handed with its own copy).
     """
     if type(array) is not np.ndarray:
         return array
@@ -87,17 +84,13 @@ class BackwardContractError(RuntimeError):
 class Function:
     """An op: a ``forward(ctx, *arrays, **options)`` and a ``backward(ctx, grad)`` side by side.
 
-    ``backward`` returns one gradient per array input of ``forward``, each of that
-    input's shape, or None for inputs with ``ctx.needs_input_grad[i]`` False.
-
-    The contract of a backward: it never writes into the gradient it receives, nor into the
-    arrays that forward saved; it returns new arrays (or the gradient itself, unchanged).
-    The same gradient array may go to several places (Add.backward hands both branches of a
-    residual add the very same array), so a backward that did ``g *= mask`` would corrupt
-    the other branch's gradient without any error. On NumPy the engine enforces this: it
-    hands backward read-only views (no copy), and a write raises BackwardContractError. On
-    CuPy arrays cannot be made read-only and the contract is not checked while training;
-    ``minibn.gradcheck`` checks it there too. A leaf's ``.grad`` is always its own array.
+    ``backward`` returns one gradient per array input of ``forward``, each of that input's shape, or
+    None for inputs with ``ctx.needs_input_grad[i]`` False. Its contract: it never writes into the
+    gradient it receives, nor into the arrays that forward saved; it returns new arrays (or the gradient
+    itself, unchanged). The same gradient array may go to several places (Add.backward hands both
+    branches of a residual add the very same array), so ``g *= mask`` would corrupt the other branch's
+    gradient without any error: see read_only for how this is enforced. A leaf's ``.grad`` is always
+    its own array.
     """
 
     @staticmethod

@@ -134,28 +134,3 @@ def manual_seed(seed: int) -> None:
     np.random.seed(seed)
     if xp() is not np:
         _current.random.seed(seed)
-
-
-def device_description() -> dict:
-    """Name and memory of the current device, for `minibn info` and benchmarks."""
-    if xp() is np:
-        return {"device": _cpu_name(), "cores": os.cpu_count()}
-    cupy = _current
-    device = cupy.cuda.Device()
-    props = cupy.cuda.runtime.getDeviceProperties(device.id)
-    free, total = device.mem_info
-    return {"device": props["name"].decode(), "memory_gib": round(total / 2**30, 1),
-            "free_gib": round(free / 2**30, 1), "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()}
-
-
-def _cpu_name() -> str:
-    """The processor's model name (from /proc/cpuinfo on Linux), else the machine type."""
-    import platform
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from minibn.models import MODES, cifar_resnet, set_trainable
-from minibn.nn import Module, load, save
+from minibn.nn import Module
 from minibn.optim import SCHEDULES, SGD
 from minibn.runs import RunFolderError, differences, read_config
+from minibn.serialization import load, save
 
 
 @dataclass

@@ -37,9 +37,10 @@ class Linear(Function):
     def backward(ctx: Context, g):
         x, weight = ctx.saved
         xp = array_module(g)
-        dx = g @ weight if ctx.needs_input_grad[0] else None
-        dw = xp.matmul(g.T, x, out=ctx.grad_destination(1)) if ctx.needs_input_grad[1] else None  # see grad_destination
-        db = g.sum(axis=0, out=ctx.grad_destination(2)) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        needs = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))  # no bias: no third input
+        dx = g @ weight if needs[0] else None
+        dw = xp.matmul(g.T, x, out=ctx.grad_destination(1)) if needs[1] else None  # see Context.grad_destination
+        db = g.sum(axis=0, out=ctx.grad_destination(2)) if needs[2] else None
         return dx, dw, db
 
 

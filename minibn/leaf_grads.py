@@ -1,12 +1,7 @@
-"""Where the backward pass puts a leaf's gradient: in ``.grad``, and, if an optimizer keeps the parameter's
-gradient in an array of its own (``grad_buffer``: minibn/fast/sgd.py's FlatSGD sets it, a view of one
-flat gradient array), in that array.
-
-Plain training never sets a ``grad_buffer``: then each leaf's gradient is a fresh array of its own, as in
-PyTorch. Where one is set, an op's backward may write the parameter's gradient straight there:
-``ctx.grad_destination(i)`` hands it the array (as the ``out=`` of its last operation) when input i is a
-leaf whose gradient this backward pass has not written yet. Otherwise the gradient is copied in once it
-is complete.
+"""Where the backward pass puts a leaf's gradient: in ``.grad``, a fresh array of its own as in PyTorch, or,
+where an optimizer keeps the gradient in an array of its own (``grad_buffer``, set only by the opt-in
+minibn/fast/sgd.py), in that array: an op's backward may write it there directly (the ``out=`` that
+``ctx.grad_destination(i)`` hands it), else it is copied in once complete.
 """
 from __future__ import annotations
 

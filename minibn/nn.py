@@ -8,14 +8,12 @@ lists with ``register_buffer``.
 from __future__ import annotations
 
 import math
-import os
 from typing import Iterator
 
 import numpy as np
 
 from minibn import backend
 from minibn import functional as F
-from minibn.files import atomic_write
 from minibn.tensor import Tensor
 
 
@@ -24,9 +22,7 @@ class Parameter(Tensor):
 
     ``mask`` (None or a 0/1 array of the same shape) limits training to some elements:
     the optimizer never changes an element whose mask is 0 (the `random` mode).
-    ``grad_buffer`` is None, or an array of the same shape where an optimizer that keeps its gradients in
-    one flat array wants the backward pass to put this parameter's gradient (minibn/leaf_grads.py; only
-    minibn/fast/sgd.py's FlatSGD, opt-in, sets it).
+    ``grad_buffer``: None, or where the backward pass puts the gradient (minibn/leaf_grads.py).
     """
 
     def __init__(self, data, requires_grad: bool = True):
@@ -37,7 +33,6 @@ class Parameter(Tensor):
 
 class Module:
     training = True
-
     _forward_hooks: tuple = ()
 
     def __init__(self):
@@ -164,25 +159,6 @@ class Module:
 
     def float(self) -> "Module":
         return self.to(np.float32)
-
-    def save(self, path: str) -> None:
-        save(self.state_dict(), path)
-
-    def load(self, path: str) -> None:
-        self.load_state_dict(load(path))
-
-
-def save(arrays: dict[str, np.ndarray], path: str) -> None:
-    """Write a dict of arrays to ``path`` as .npz, atomically (a crash leaves the old file whole)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    host_arrays = {k: backend.to_host(v) for k, v in arrays.items()}
-    atomic_write(path, lambda file: np.savez(file, **host_arrays))
-
-
-def load(path: str) -> dict[str, np.ndarray]:
-    """Read a .npz written by ``save``. Pickled objects are refused (allow_pickle=False)."""
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
 
 
 class Sequential(Module):

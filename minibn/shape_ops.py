@@ -59,7 +59,7 @@ class Max(Function):
         out = a.max(axis=axis, keepdims=True)
         ctx.save_for_backward(a == out)
         ctx.shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
-        return out if keepdims else a.max(axis=axis)
+        return out if keepdims else out.squeeze(axis=axis)  # a view: one reduction
 
     @staticmethod
     def backward(ctx: Context, g):

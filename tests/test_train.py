@@ -185,7 +185,7 @@ def test_a_crash_while_saving_leaves_the_old_checkpoint_whole(data_dir, tmp_path
         raise KeyboardInterrupt  # as if the process died in the middle of writing
     monkeypatch.setattr(np, "savez", killed)
     with pytest.raises(KeyboardInterrupt):
-        minibn.nn.save({"x": np.ones(3)}, str(out / "checkpoint.npz"))
+        minibn.save({"x": np.ones(3)}, str(out / "checkpoint.npz"))
     assert (out / "checkpoint.npz").read_bytes() == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".tmp")] == []
 

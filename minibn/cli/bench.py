@@ -9,7 +9,8 @@ import click
 from rich.table import Table
 
 from minibn import backend, fast
-from minibn.cli.common import backend_option, check_depth, console, fast_path_options, main, select_backend
+from minibn.cli.common import (backend_option, check_depth, console, device_description, fast_path_options, main,
+                               select_backend)
 from minibn.models import MODES
 
 
@@ -41,7 +42,7 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     if math_mode == "tf32" and not on_gpu:
         raise click.UsageError("--math tf32 needs a GPU (TF32 is a tensor-core format); on a CPU the math is FP32")
     fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels, threads=threads)
-    device = backend.device_description()
+    device = device_description()
     if on_gpu:
         path = (" + kernels" if fast.kernels_enabled() else " (flat layout, fast_gpu)" if fast.fast_gpu_enabled()
                 else " (textbook ops)")

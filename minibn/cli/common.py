@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console, ConsoleDimensions
 
 import minibn
@@ -161,3 +163,27 @@ tensorboard_option = click.option(
     "--tensorboard", is_flag=True, callback=require_tensorboard_writer,
     help="Also write TensorBoard event files into the run folder, every epoch (minibn[tensorboard]); "
          "watch with: tensorboard --logdir runs/")
+
+
+def device_description() -> dict:
+    """Name and memory of the current device, for `minibn info` and benchmarks."""
+    if backend.xp() is np:
+        return {"device": _cpu_name(), "cores": os.cpu_count()}
+    cupy = backend.xp()
+    device = cupy.cuda.Device()
+    props = cupy.cuda.runtime.getDeviceProperties(device.id)
+    free, total = device.mem_info
+    return {"device": props["name"].decode(), "memory_gib": round(total / 2**30, 1),
+            "free_gib": round(free / 2**30, 1), "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()}
+
+
+def _cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), else the machine type."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

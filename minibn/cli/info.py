@@ -10,7 +10,7 @@ from rich.table import Table
 
 import minibn
 from minibn import backend, fast
-from minibn.cli.common import (FiniteFloatRange, backend_option, console, fast_path_options, main,
+from minibn.cli.common import (FiniteFloatRange, backend_option, console, device_description, fast_path_options, main,
                                select_backend)
 
 
@@ -28,7 +28,7 @@ def info(backend_name, use_fast_cpu, use_kernels):
     table.add_row("python", platform.python_version())
     table.add_row("backend", backend.backend_name())
     table.add_row("why", escape(backend.backend_reason()))
-    for key, value in backend.device_description().items():
+    for key, value in device_description().items():
         table.add_row(key, escape(str(value)))
     table.add_row("numpy", np.__version__)
     table.add_row("BLAS", _blas_name())

@@ -34,7 +34,8 @@ from minibn.tensor import Tensor
 
 
 def chunk_bounds(count: int, bytes_per_item: int) -> list[tuple[int, int]]:
-    """Cut range(count) into chunks of about switches.chunk_bytes (2 MiB: a core's L2 cache), as many as a multiple of the threads."""
+    """Cut range(count) into chunks of about switches.chunk_bytes (a core's L2 cache), as many as a multiple
+    of the threads."""
     parts = num_threads()
     chunks = max(1, -(-count * bytes_per_item // switches.chunk_bytes))
     chunks = min(-(-chunks // parts) * parts, count)
