@@ -26,7 +26,7 @@ from minibn.autograd import Context
 from minibn.conv import conv_output_size
 from minibn.fast import buffers
 from minibn.fast.buffers import scratch
-from minibn.fast.layout import FlatFunction, FlatLayout, keep
+from minibn.fast.layout import FlatFunction, FlatLayout, conv_window, keep, window
 from minibn.fast.switches import switches
 from minibn.fast.threads import in_parallel, num_threads, split
 from minibn.tensor import Tensor
@@ -43,14 +43,6 @@ def chunk_bounds(count: int, bytes_per_item: int) -> list[tuple[int, int]]:
 
 
 # ---- 3x3, stride 1: one contiguous slice per kernel offset --------------------------------------
-def window(flat: np.ndarray, start: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> np.ndarray:
-    """A strided view of the contiguous (C, length) array ``flat``, starting at flat[0, start], whose axes
-    step by ``steps`` elements (the channel axis by a whole row). No copy; NumPy checks the bounds."""
-    assert flat.flags.c_contiguous
-    item = flat.itemsize
-    return np.ndarray(shape, flat.dtype, buffer=flat, offset=start * item, strides=tuple(s * item for s in steps))
-
-
 def gather_3x3(source: np.ndarray, layout: FlatLayout, start: int, stop: int, cols: np.ndarray) -> None:
     """cols (9*C, stop-start) <- for offset (i, j) and channel c, source[c, M + q + (i-1)*Wp + (j-1)].
 
@@ -137,16 +129,6 @@ class Conv3x3Flat(FlatFunction):
 
 
 # ---- strided: gather the real output pixels, image by image -------------------------------------
-def strided_window(flat: np.ndarray, layout: FlatLayout, first: int, images: int, k: int, stride: int,
-                   padding: int, out_hw: tuple[int, int]) -> np.ndarray:
-    """A view (k, k, C, images, Ho, Wo) of flat: entry (i, j, c, n, y, x) is input pixel
-    (first + n, stride*y + i - padding, stride*x + j - padding) of channel c (a pad when off the image)."""
-    wp, image = layout.wp, layout.hp * layout.wp
-    start = layout.margin + first * image - padding * wp - padding
-    return window(flat, start, (k, k, flat.shape[0], images, *out_hw),
-                  (wp, 1, flat.shape[1], image, stride * wp, stride))
-
-
 class ConvStridedFlat(FlatFunction):
     """k x k conv with stride s and padding p <= 1, flat (H x W layout) -> flat (Ho x Wo layout).
 
@@ -171,7 +153,7 @@ class ConvStridedFlat(FlatFunction):
             for c in split(len(chunks), part, parts):
                 first, last = chunks[c]
                 cols = scratch("cols", (w_mat.shape[1], (last - first) * out_hw[0] * out_hw[1]), x.dtype)
-                cols.reshape(k, k, -1, last - first, *out_hw)[...] = strided_window(
+                cols.reshape(k, k, -1, last - first, *out_hw)[...] = conv_window(
                     x, layout, first, last - first, k, stride, padding, out_hw)
                 pixels = scratch("pixels", (w_mat.shape[0], cols.shape[1]), x.dtype)
                 np.matmul(w_mat, cols, out=pixels)
@@ -202,13 +184,13 @@ class ConvStridedFlat(FlatFunction):
                     dcols = np.matmul(w_mat.T, g_chunk,
                                       out=scratch("cols", (w_mat.shape[1], g_chunk.shape[1]), g.dtype))
                     dcols = dcols.reshape(k, k, -1, last - first, *out_hw)
-                    patches = strided_window(dx, layout, first, last - first, k, stride, padding, out_hw)
+                    patches = conv_window(dx, layout, first, last - first, k, stride, padding, out_hw)
                     for i in range(k):  # one offset at a time: the offsets overlap where patches do
                         for j in range(k):
                             patches[i, j] += dcols[i, j]
                 if needs_w:
                     cols = scratch("cols", (w_mat.shape[1], g_chunk.shape[1]), x.dtype)
-                    cols.reshape(k, k, -1, last - first, *out_hw)[...] = strided_window(
+                    cols.reshape(k, k, -1, last - first, *out_hw)[...] = conv_window(
                         x, layout, first, last - first, k, stride, padding, out_hw)
                     total += g_chunk @ cols.T
             partial.append(total)

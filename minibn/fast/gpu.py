@@ -28,7 +28,7 @@ from minibn.autograd import Context
 from minibn.backend import array_module
 from minibn.conv import conv_output_size
 from minibn.fast import running_stats
-from minibn.fast.layout import FlatFunction, FlatLayout, keep
+from minibn.fast.layout import FlatFunction, FlatLayout, conv_window, keep
 from minibn.tensor import Tensor
 
 _kept: dict[tuple, object] = {}  # scratch matrices and masks, by what they are for and their shape
@@ -79,16 +79,11 @@ def gather(source, layout: FlatLayout, out_layout: FlatLayout, k: int, stride: i
     """
     xp = array_module(source)
     source = xp.ascontiguousarray(source)  # a view of it is made from its strides (no call if it already is)
-    channels, length = source.shape
-    p, item, image = k // 2, source.itemsize, layout.hp * layout.wp
-    start = layout.margin - p * layout.wp - p  # where offset (0, 0) of pixel (0, 0, 0) reads
+    channels = source.shape[0]
     shape = (channels, k, k, out_layout.n, out_layout.h, out_layout.w)
-    steps = (length, layout.wp, 1, image, stride * layout.wp, stride)
-    last = start + sum((size - 1) * step for size, step in zip(shape, steps))
-    assert start >= 0 and last < source.size, "the window must stay inside the array"
-    window = xp.lib.stride_tricks.as_strided(source.reshape(-1)[start:], shape, tuple(s * item for s in steps))
+    window = conv_window(source, layout, 0, out_layout.n, k, stride, k // 2, (out_layout.h, out_layout.w))
     cols = _zeros(xp, what, channels * k * k, out_layout, source.dtype)
-    out_layout.pixels(cols).reshape(shape)[...] = window
+    out_layout.pixels(cols).reshape(shape)[...] = window.transpose(2, 0, 1, 3, 4, 5)  # rows (c, i, j)
     return cols
 
 

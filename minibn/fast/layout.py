@@ -153,6 +153,27 @@ class FlatTensor(Tensor):
         self.to_nchw().backward(grad)  # the upstream gradient is (N, C, H, W), like the shape
 
 
+def window(flat, start: int, shape: tuple[int, ...], steps: tuple[int, ...]):
+    """A strided view of the contiguous (C, length) array ``flat``, starting at flat[0, start], whose axes step
+    by ``steps`` elements (the channel axis by a whole row): no copy. The one strided gather of the fast
+    paths: a copy out of it is im2col (cpu_conv.py, gpu.py)."""
+    assert flat.flags.c_contiguous
+    last = start + sum((size - 1) * step for size, step in zip(shape, steps))
+    assert start >= 0 and last < flat.size, "the window must stay inside the array"
+    strides = tuple(step * flat.itemsize for step in steps)
+    return array_module(flat).lib.stride_tricks.as_strided(flat.reshape(-1)[start:], shape, strides)
+
+
+def conv_window(flat, layout: FlatLayout, first: int, images: int, k: int, stride: int, padding: int,
+                out_hw: tuple[int, int]):
+    """A view (k, k, C, images, Ho, Wo) of ``flat``: entry (i, j, c, n, y, x) is input pixel
+    (first + n, stride*y + i - padding, stride*x + j - padding) of channel c (a pad when off the image)."""
+    wp, image = layout.wp, layout.hp * layout.wp
+    start = layout.margin + first * image - padding * wp - padding
+    shape = (k, k, flat.shape[0], images, *out_hw)
+    return window(flat, start, shape, (wp, 1, flat.shape[1], image, stride * wp, stride))
+
+
 def to_flat(images, layout: FlatLayout):
     """(N, C, H, W) -> (C, length) in the flat layout, pads zero."""
     flat = buffers.zeros((images.shape[1], layout.length), images.dtype, array_module(images))
