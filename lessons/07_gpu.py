@@ -85,7 +85,7 @@ save(fig, args.out, "timings.png")
 # `minibn/opcount.py` counts them on the strict CuPy stand-in that the tests use (a real CuPy has no
 # counter). Counted on 2026-11-30, ResNet-20 training step, any batch size:
 #
-# | | textbook ops, per-parameter SGD | flat layout (`minibn/fast/gpu.py`), flat SGD |
+# | | textbook ops, per-parameter SGD | flat layout (`minibn/fast/gpu.py`), packed SGD |
 # |---|---|---|
 # | BN-only step | 1,594 | 630 |
 # | full step | 1,764 | 682 |
@@ -97,7 +97,7 @@ save(fig, args.out, "timings.png")
 # gradient is the same gather with the flipped kernel, 3 calls instead of 20 (col2im's nine adds and
 # nine assignments). BatchNorm with its ReLU and residual add takes about 10 calls forward and 13
 # backward, instead of 17 + ReLU + add forward and 11 + ReLU backward; SGD updates all 42 trainable
-# tensors of BN-only training in 6 calls instead of 252, over one flat buffer; and the 21 layers'
+# tensors of BN-only training in 6 calls instead of 252, over one packed buffer; and the 21 layers'
 # running statistics are updated in 4 calls instead of 147.
 #
 # Where the stand-in is on the path (`MINIBN_BACKEND=cupy MINIBN_CUPY_STANDIN=1 PYTHONPATH=tests/standin`),
@@ -111,7 +111,7 @@ if opcount.counting_available():
     depth = 8 if args.smoke else 20
     counted = {}
     for flat in (False, True):
-        with fast.use(fast_gpu=flat, flat_sgd=flat):  # the textbook ops and SGD, or the speed package's
+        with fast.use(fast_gpu=flat, packed_sgd=flat):  # the textbook ops and SGD, or the speed package's
             counted[flat] = opcount.step_counts(depth, "bn", batch_size=2)["train"]
     ops_by_name = sorted(set(counted[False].by_op) | set(counted[True].by_op),
                          key=lambda op: -max(counted[False].by_op.get(op, 0), counted[True].by_op.get(op, 0)))

@@ -86,7 +86,7 @@ def minibn_training_step(depth: int, mode: str, batch_size: int, width: int = 16
     rng = np.random.default_rng(0)
     model = cifar_resnet(depth, width=width, seed=0)
     set_trainable(model, mode)
-    settings = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)  # minibn train's optimizer (FlatSGD on CuPy)
+    settings = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)  # minibn train's optimizer (PackedSGD on CuPy)
     optimizer = registry.run_fast("training_optimizer", model, **settings) or SGD(model.parameters(), **settings)
     images = Tensor(rng.standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32))
     labels = backend.to_device(rng.integers(0, 10, batch_size))

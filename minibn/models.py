@@ -19,7 +19,7 @@ class BasicBlock(nn.Module):
 
     The shortcut is the identity, or, where the block halves the map and widens the
     channels, a 1x1 conv with stride 2 followed by BN (``shortcut.0`` and ``shortcut.1``).
-    This forward is what runs, on every backend: each op picks its own implementation (fast.py).
+    This forward is what runs, on every backend: each op runs its textbook version or a registered fast one.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, rng: np.random.Generator):

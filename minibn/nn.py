@@ -146,7 +146,7 @@ class Module:
     def to(self, dtype) -> "Module":
         """Cast parameters, masks and buffers to ``dtype`` (float32 to train, float64 to check)."""
         for p in self.parameters():
-            p.data, p.grad, p.grad_buffer = p.data.astype(dtype), None, None  # the optimizer makes new flat buffers
+            p.data, p.grad, p.grad_buffer = p.data.astype(dtype), None, None  # the optimizer makes new packed buffers
             if p.mask is not None:
                 p.mask = p.mask.astype(dtype)
         for module in self.modules():

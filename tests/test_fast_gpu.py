@@ -83,7 +83,7 @@ def test_a_resnet_trains_the_same_on_the_flat_path_and_the_textbook_path(mode):
     from minibn.optim import SGD
 
     def run(flat):
-        fast.use_fast_gpu(flat)
+        fast.use(fast_gpu=flat)
         rng = np.random.default_rng(0)
         model = cifar_resnet(8, width=4, seed=0).double()
         set_trainable(model, mode, seed=0)

@@ -32,7 +32,7 @@ def test_sgd_step_is_a_few_operations_whatever_the_depth(mode):
 
 
 def test_gradients_land_in_the_flat_buffer_without_copies():
-    """BN-only: BatchNorm's backward writes dgamma and dbeta into the optimizer's flat gradient, so the engine
+    """BN-only: BatchNorm's backward writes dgamma and dbeta into the optimizer's packed gradient, so the engine
     copies none of the 42 gradients of a ResNet-20: what it does is the loss's seed and one gradient sum per
     residual block (the block's input feeds two paths)."""
     assert counts(20, "bn")["train"].by_op["autograd and glue"] <= 1 + 9, counts(20, "bn")["train"].by_op
@@ -44,7 +44,7 @@ def test_running_statistics_update_in_a_few_operations_whatever_the_depth():
 
 
 # The budget of the plain CuPy path (no hand-written kernels), ResNet-20 at any batch size. Before the flat
-# layout and the flat optimizer: 1,594 operations a BN-only step, 1,764 a full step, 433 an evaluation forward.
+# layout and the packed optimizer: 1,594 operations a BN-only step, 1,764 a full step, 433 an evaluation forward.
 BUDGET = {"bn": 700, "all": 800}
 EVAL_BUDGET = 250
 

@@ -1,4 +1,4 @@
-"""SGD (momentum, weight decay, frozen and masked parameters), its flat-buffer twin FlatSGD (minibn/fast/sgd.py),
+"""SGD (momentum, weight decay, frozen and masked parameters), its flat-buffer twin PackedSGD (minibn/fast/sgd.py),
 and the learning-rate schedules."""
 import numpy as np
 import pytest
@@ -6,12 +6,12 @@ import pytest
 from minibn import Tensor, to_device
 from minibn import functional as F
 from minibn.models import cifar_resnet, set_trainable
-from minibn.fast.sgd import FlatSGD
+from minibn.fast.sgd import PackedSGD
 from minibn.nn import Parameter
 from minibn.optim import SGD, learning_rate
 from tests.conftest import host
 
-BOTH = pytest.mark.parametrize("optimizer", [SGD, FlatSGD])  # the textbook SGD and its twin
+BOTH = pytest.mark.parametrize("optimizer", [SGD, PackedSGD])  # the textbook SGD and its twin
 
 
 @BOTH
@@ -91,12 +91,12 @@ def _one_step(model, x, labels, opt):
 
 
 @pytest.mark.parametrize("mode", ["bn", "all", "random"])
-def test_flat_sgd_equals_the_update_parameter_by_parameter(mode):
-    """FlatSGD over the flat buffers gives, bit for bit, sgd_update applied to each parameter on its own."""
+def test_packed_sgd_equals_the_update_parameter_by_parameter(mode):
+    """PackedSGD over the packed buffers gives, bit for bit, sgd_update applied to each parameter on its own."""
     from minibn.optim import sgd_update
     model, reference = cifar_resnet(8, width=4, seed=1), cifar_resnet(8, width=4, seed=1)
     set_trainable(model, mode, seed=0), set_trainable(reference, mode, seed=0)
-    opt = FlatSGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    opt = PackedSGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
     x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32))
     labels, buffers = np.array([0, 1, 2, 3]), {}
     for step in range(3):
@@ -118,7 +118,7 @@ def test_flat_sgd_equals_the_update_parameter_by_parameter(mode):
 def test_trainable_parameters_live_in_few_flat_buffers():
     model = cifar_resnet(8, width=4)
     set_trainable(model, "bn")
-    opt = FlatSGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt = PackedSGD(model.parameters(), lr=0.1, momentum=0.9)
     _one_step(model, Tensor(np.ones((2, 3, 8, 8), np.float32)), np.array([0, 1]), opt)
     (group,) = opt._groups.values()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -133,7 +133,7 @@ def test_trainable_parameters_live_in_few_flat_buffers():
 
 @BOTH
 def test_sgd_follows_a_change_of_trainable_parameters_and_of_dtype(optimizer):
-    """Unfreezing a parameter, or casting the model, between steps makes new flat buffers; the momentum
+    """Unfreezing a parameter, or casting the model, between steps makes new packed buffers; the momentum
     of the parameters that kept training carries over."""
     model = cifar_resnet(8, width=4)
     set_trainable(model, "output")

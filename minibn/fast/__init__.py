@@ -14,7 +14,7 @@ switches (switches.py), for good or, as a context manager, for a block.
     gpu.py             CuPy     the flat layout's conv and BatchNorm in few calls         conv.Conv2d, BatchNorm
     kernels.py         CuPy     hand-written kernels (off by default)                     Conv2d, BatchNorm, ...
     running_stats.py   CuPy     every BatchNorm's running statistics in one update        update_running_stats
-    sgd.py             CuPy     SGD over one flat array per dtype (FlatSGD)               optim.SGD
+    sgd.py             CuPy     SGD over one packed array per dtype (PackedSGD)           optim.SGD
     threads.py         NumPy    Python threads, one per core, single-threaded BLAS
     buffers.py         NumPy    arrays reused from step to step
 
@@ -110,13 +110,13 @@ def sgd_update(param, grad, mask, buffer, first: bool, lr: float, momentum: floa
 
 
 def training_optimizer(model, lr: float, momentum: float, weight_decay: float):
-    """The optimizer of ``minibn train`` (and bench): with flat_sgd on and the model on CuPy, a FlatSGD, with the
-    model's running statistics stacked (running_stats.stack): the opt-in that makes a GPU step a few hundred
-    device operations. None elsewhere: optim.SGD."""
-    if not (switches.flat_sgd and is_cupy_array(next(model.parameters()).data)):
+    """The optimizer of ``minibn train`` (and bench): with packed_sgd on and the model on CuPy, a PackedSGD,
+    with the model's running statistics stacked (running_stats.stack): the opt-in that makes a GPU step a few
+    hundred device operations. None elsewhere: optim.SGD."""
+    if not (switches.packed_sgd and is_cupy_array(next(model.parameters()).data)):
         return None
     running_stats.stack(model)
-    return sgd.FlatSGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return sgd.PackedSGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 registry.fast_versions.update(conv2d=conv2d, batch_norm_relu=batch_norm_relu, global_avg_pool2d=global_avg_pool2d,
@@ -152,7 +152,7 @@ def settings() -> dict:
     """The switches as a dict (threads read from the environment if not set yet)."""
     num_threads()
     return {"fast_cpu": switches.fast_cpu, "fast_gpu": switches.fast_gpu, "kernels": switches.kernels,
-            "flat_sgd": switches.flat_sgd, "threads": switches.threads, "chunk_bytes": switches.chunk_bytes}
+            "packed_sgd": switches.packed_sgd, "threads": switches.threads, "chunk_bytes": switches.chunk_bytes}
 
 
 def describe() -> list[tuple[str, bool, str]]:
@@ -162,7 +162,7 @@ def describe() -> list[tuple[str, bool, str]]:
                                             "few calls"),
             ("kernels", switches.kernels, "CuPy: im2col/col2im, BatchNorm, cross-entropy backward, SGD as single "
                                           "kernels"),
-            ("flat_sgd", switches.flat_sgd, "CuPy: the commands' SGD over one flat array, running statistics "
+            ("packed_sgd", switches.packed_sgd, "CuPy: the commands' SGD over one packed array, running statistics "
                                             "in one update")]
 
 

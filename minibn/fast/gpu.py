@@ -136,14 +136,15 @@ class ConvFlatGPU(FlatFunction):
                 dx = w_flip @ gather(g_in, layout, layout, k, 1, what="dcols")
         if ctx.needs_input_grad[1]:
             cols = x if k == 1 and stride == 1 else gather(x, layout, out_layout, k, stride)
-            into = ctx.grad_destination(1)  # the optimizer's flat gradient, if it has one (see Context.grad_out)
+            into = ctx.grad_destination(1)  # the optimizer's packed gradient, if any (Context.grad_destination)
             dw = xp.matmul(g, cols.T, out=None if into is None else into.reshape(o, -1))
             dw = into if into is not None else dw.reshape(weight.shape)
         return dx, dw
 
 
 class BatchNormFlatGPU(FlatFunction):
-    """BatchNorm (+ residual) (+ ReLU) on flat (C, L) activations, pads zero in and out.
+    """BatchNorm (+ residual) (+ ReLU) on flat (C, L) activations, pads zero in and out: batchnorm.BatchNorm's
+    formulas (derived in its docstring), line by line, with channel sums as products with a pixel mask.
 
     forward   mean = x @ w, var = (x - mean)^2 @ w     w = 1/M at the pixels, 0 at the pads (M pixels)
               xhat = (x - mean) s,  s = 1 / sqrt(var + eps)

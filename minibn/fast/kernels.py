@@ -178,7 +178,7 @@ class CrossEntropyKernels(CrossEntropy):
 
 def sgd_update(param, grad, mask, buffer, first: bool, lr: float, momentum: float, weight_decay: float) -> None:
     """Twin of optim.sgd_update (with momentum): decay, mask, momentum and the step in one launch. SGD calls
-    it once per parameter, FlatSGD once per flat group, so that one launch updates every trainable parameter."""
+    it once per parameter, PackedSGD once per pack, so that one launch updates every trainable parameter."""
     scalar = param.dtype.type
     mask = mask if mask is not None else scalar(1)  # a scalar argument: no array to allocate
     _compiled()["sgd"](grad, mask, scalar(lr), scalar(weight_decay), scalar(momentum), first, param, buffer)

@@ -3,7 +3,7 @@
 Why: on a GPU each array operation costs the host 10-30 us, and batchnorm.update_running_stats takes 7 of
 them for one layer's two buffers; a ResNet-20 has 21 BatchNorms, so 147 a step for 42 small vectors.
 
-How (opt-in: ``stack(model)``, which ``minibn train`` calls on CuPy with the ``flat_sgd`` switch on): the
+How (opt-in: ``stack(model)``, which ``minibn train`` calls on CuPy with the ``packed_sgd`` switch on): the
 running buffers of the model's BatchNorm2d layers become views of one array, [means of every layer,
 variances of every layer], once, before training; from then on they are the same arrays for the module's
 life. In a training forward, the GPU's BatchNorm hands its batch statistics over (``update``), and when

@@ -1,15 +1,15 @@
-"""SGD over flat buffers: every trainable parameter, gradient, mask and momentum buffer of one dtype as a view
+"""SGD over packed buffers: every trainable parameter, gradient, mask and momentum buffer of one dtype as a view
 into one array, so that a step is a handful of array operations whatever the depth.
 
 Why: on a GPU every array operation costs the host 10-30 us whatever its size, and a ResNet-20 in BN-only
 mode has 42 small trainable tensors. Updated one by one, SGD makes about 6 operations each, 252 a step;
-over the flat arrays it makes 6 (optim.sgd_update, the same formula, on the flat arrays). With the
+over the packed arrays it makes 6 (optim.sgd_update, the same formula, on the packed arrays). With the
 parameters' ``grad_buffer`` set, BatchNorm's and the conv's backward write their weight gradients
-straight into the flat gradient (minibn/leaf_grads.py): no copies either.
+straight into the packed gradient (minibn/leaf_grads.py): no copies either.
 
-The price, and why it is opt-in (the ``flat_sgd`` switch; ``minibn train`` uses it on CuPy): each
-parameter's ``.data`` becomes a view into the flat array at the first step, and ``.grad`` is that view of
-the flat gradient, rewritten by every backward, where PyTorch gives a fresh gradient after
+The price, and why it is opt-in (the ``packed_sgd`` switch; ``minibn train`` uses it on CuPy): each
+parameter's ``.data`` becomes a view into the packed array at the first step, and ``.grad`` is that view of
+the packed gradient, rewritten by every backward, where PyTorch gives a fresh gradient after
 ``zero_grad``. Its textbook twin is optim.SGD (tests/test_optim.py compares them).
 """
 from __future__ import annotations
@@ -23,12 +23,12 @@ if TYPE_CHECKING:
     from minibn.nn import Parameter
 
 
-class FlatGroup:
+class ParameterPack:
     """Parameters of one dtype, with their gradients, masks and momentum buffers, as views into four
     contiguous arrays: ``data``, ``grad``, ``mask`` (None if no parameter has one) and ``momentum``.
 
-    Each parameter's ``.data`` and ``.mask`` become views into the flat arrays (same values), and its
-    ``.grad_buffer`` the view of the flat gradient where the backward pass writes its gradient.
+    Each parameter's ``.data`` and ``.mask`` become views into the packed arrays (same values), and its
+    ``.grad_buffer`` the view of the packed gradient where the backward pass writes its gradient.
     """
 
     def __init__(self, indexed: list[tuple[int, Parameter]], momentum_buffers: dict):
@@ -42,8 +42,8 @@ class FlatGroup:
         self.mask = xp.ones(total, dtype) if any(p.mask is not None for p in self.params) else None
         self.momentum_views, offset = {}, 0
         for i, p in indexed:
-            def view(flat, start=offset, p=p):
-                return flat[start:start + p.size].reshape(p.shape)
+            def view(packed, start=offset, p=p):
+                return packed[start:start + p.size].reshape(p.shape)
             view(self.data)[...] = p.data
             p.data, p.grad_buffer = view(self.data), view(self.grad)
             if p.mask is not None:
@@ -63,27 +63,27 @@ class FlatGroup:
                 and all(p.data is data and p.mask is mask for p, (data, mask) in zip(self.params, self._views)))
 
     def collect_grads(self) -> None:
-        """Copy into the flat gradient any gradient that did not land there (one set by hand)."""
+        """Copy into the packed gradient any gradient that did not land there (one set by hand)."""
         for p in self.params:
             if p.grad is not p.grad_buffer:
                 p.grad_buffer[...] = p.grad
                 p.grad = p.grad_buffer
 
 
-class FlatSGD(SGD):
-    """optim.SGD over flat buffers (FlatGroup, one per dtype). A trainable parameter without a gradient
+class PackedSGD(SGD):
+    """optim.SGD over packed buffers (ParameterPack, one per dtype). A trainable parameter without a gradient
     (unused in the graph) is skipped, as in PyTorch: then the step goes parameter by parameter, through the
     same views."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, lr, momentum, weight_decay)
-        self._groups: dict[object, FlatGroup] = {}  # dtype -> the flat buffers of its trainable parameters
+        self._groups: dict[object, ParameterPack] = {}  # dtype -> the packed buffers of its trainable parameters
 
     def step(self) -> None:
-        for group in self._flat_groups():
+        for group in self._packs():
             with_grad = [p.grad is not None for p in group.params]
             started = [i in self.momentum_buffers for i in group.indices]
-            if all(with_grad) and (all(started) or not any(started)):  # one update of the flat arrays
+            if all(with_grad) and (all(started) or not any(started)):  # one update of the packed arrays
                 group.collect_grads()
                 self.update(group.data, group.grad, group.mask, group.momentum, first=not any(started))
                 if self.momentum:
@@ -95,8 +95,8 @@ class FlatSGD(SGD):
                     if self.momentum:
                         self.momentum_buffers[i] = group.momentum_views[i]
 
-    def _flat_groups(self) -> list[FlatGroup]:
-        """The flat groups of the trainable parameters, rebuilt when those or their arrays changed."""
+    def _packs(self) -> list[ParameterPack]:
+        """The packs of the trainable parameters, rebuilt when those or their arrays changed."""
         by_dtype: dict[object, list] = {}
         for i, p in enumerate(self.params):
             if p.requires_grad:
@@ -105,7 +105,7 @@ class FlatSGD(SGD):
                 self._groups[dtype].holds(indexed) for dtype, indexed in by_dtype.items()):
             for p in self.params:
                 p.grad_buffer = None
-            self._groups = {dtype: FlatGroup(indexed, self.momentum_buffers) for dtype, indexed in by_dtype.items()}
+            self._groups = {dtype: ParameterPack(indexed, self.momentum_buffers) for dtype, indexed in by_dtype.items()}
         return list(self._groups.values())
 
     def load_state_dict(self, state: dict) -> None:

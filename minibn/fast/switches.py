@@ -6,8 +6,9 @@
     fast_gpu      CuPy: the flat layout's conv and BatchNorm in few calls        MINIBN_FAST_GPU   on
                   (gpu.py)
     kernels       CuPy: hand-written kernels (kernels.py); before fast_gpu       MINIBN_KERNELS    off
-    flat_sgd      CuPy: the training command's optimizer keeps every gradient    MINIBN_FLAT_SGD   on
-                  in one flat array (sgd.py); plain SGD elsewhere
+    packed_sgd    CuPy: minibn train's optimizer keeps every parameter and      MINIBN_PACKED_SGD on
+                  gradient in one packed array (sgd.py), running statistics
+                  stacked (running_stats.py); plain SGD elsewhere
     threads       threads of the fast CPU path (threads.py)                      MINIBN_THREADS    the cores
     chunk_bytes   bytes of im2col columns per chunk of the CPU conv (cpu_conv.py)                   2 MiB
 
@@ -33,7 +34,7 @@ class Switches:
     fast_cpu: bool = dataclasses.field(default_factory=lambda: _from_environment("MINIBN_FAST_CPU", True))
     fast_gpu: bool = dataclasses.field(default_factory=lambda: _from_environment("MINIBN_FAST_GPU", True))
     kernels: bool = dataclasses.field(default_factory=lambda: _from_environment("MINIBN_KERNELS", False))
-    flat_sgd: bool = dataclasses.field(default_factory=lambda: _from_environment("MINIBN_FLAT_SGD", True))
+    packed_sgd: bool = dataclasses.field(default_factory=lambda: _from_environment("MINIBN_PACKED_SGD", True))
     threads: int | None = None  # None: $MINIBN_THREADS or the cores, read on first use (threads.py)
     chunk_bytes: int = 2 << 20  # 2 MiB, tuned on a 2-core Xeon with 2 MiB of L2 per core
 
@@ -46,13 +47,13 @@ class use:
     What the --fast-cpu, --fast-gpu, --kernels and --threads flags call."""
 
     def __init__(self, fast_cpu: bool | None = None, kernels: bool | None = None, threads: int | None = None,
-                 fast_gpu: bool | None = None, flat_sgd: bool | None = None, chunk_bytes: int | None = None):
+                 fast_gpu: bool | None = None, packed_sgd: bool | None = None, chunk_bytes: int | None = None):
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         if chunk_bytes is not None and chunk_bytes < 1:
             raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
         self.saved = dataclasses.replace(switches)
-        changes = dict(fast_cpu=fast_cpu, kernels=kernels, threads=threads, fast_gpu=fast_gpu, flat_sgd=flat_sgd,
+        changes = dict(fast_cpu=fast_cpu, kernels=kernels, threads=threads, fast_gpu=fast_gpu, packed_sgd=packed_sgd,
                        chunk_bytes=chunk_bytes)
         for name, value in changes.items():
             if value is not None:
