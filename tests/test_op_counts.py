@@ -31,7 +31,7 @@ def test_sgd_step_is_a_few_operations_whatever_the_depth(mode):
     assert shallow.by_op["sgd_update step"] == deep.by_op["sgd_update step"] <= 7, (shallow.by_op, deep.by_op)
 
 
-def test_gradients_land_in_the_flat_buffer_without_copies():
+def test_gradients_land_in_the_packed_buffer_without_copies():
     """BN-only: BatchNorm's backward writes dgamma and dbeta into the optimizer's packed gradient, so the engine
     copies none of the 42 gradients of a ResNet-20: what it does is the loss's seed and one gradient sum per
     residual block (the block's input feeds two paths)."""
