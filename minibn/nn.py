@@ -33,19 +33,24 @@ class Parameter(Tensor):
 
 class Module:
     training = True
+    _forward_pre_hooks: tuple = ()
     _forward_hooks: tuple = ()
 
     def __init__(self):
         self._buffer_names: list[str] = []
 
     def __call__(self, *args, **kwargs):
+        for hook in self._forward_pre_hooks:  # PyTorch's hooks: hook(module, args) before the forward,
+            hook(self, args)
         out = self.forward(*args, **kwargs)
-        for hook in self._forward_hooks:  # PyTorch's forward hooks: hook(module, args, output)
+        for hook in self._forward_hooks:      # and hook(module, args, output) after it
             hook(self, args, out)
         return out
 
+    def register_forward_pre_hook(self, hook) -> None:
+        self._forward_pre_hooks = (*self._forward_pre_hooks, hook)
+
     def register_forward_hook(self, hook) -> None:
-        """Call ``hook(module, args, output)`` after every forward of this module (as PyTorch does)."""
         self._forward_hooks = (*self._forward_hooks, hook)
 
     def forward(self, *args, **kwargs):

@@ -167,3 +167,14 @@ def test_stacked_running_statistics_keep_the_arrays_and_update_when_the_model_re
     model = _two_bn_model(rng)
     minibn.fast.running_stats.stack(model)
     _running_statistics_follow_pytorch(model, [model[1], model[4]], Tensor(rng.standard_normal((4, 3, 8, 8))))
+
+
+def test_stacked_statistics_of_a_layer_run_on_its_own_update_at_once():
+    """Outside the model's forward (a sub-module called directly), a stacked layer updates in its own forward."""
+    rng = np.random.default_rng(0)
+    model = _two_bn_model(rng)
+    minibn.fast.running_stats.stack(model)
+    held = model[1].running_mean
+    before = host(held).copy()
+    model[1](Tensor(rng.standard_normal((4, 4, 5, 5))))
+    assert model[1].running_mean is held and not np.array_equal(host(held), before)

@@ -6,9 +6,10 @@ them for one layer's two buffers; a ResNet-20 has 21 BatchNorms, so 147 a step f
 How (opt-in: ``stack(model)``, which ``minibn train`` calls on CuPy with the ``packed_sgd`` switch on): the
 running buffers of the model's BatchNorm2d layers become views of one array, [means of every layer,
 variances of every layer], once, before training; from then on they are the same arrays for the module's
-life. In a training forward, the GPU's BatchNorm hands its batch statistics over (``update``), and when
-the model's forward returns (a forward hook) one update of the stacked array does every layer: the formula
-of batchnorm.update_running_stats, line by line, with each element's own momentum and M:
+life. In a training forward of the model (between a forward pre-hook and a forward hook), the GPU's
+BatchNorm hands its batch statistics over (``update``), and when the model's forward returns one update
+of the stacked array does every layer: batchnorm.update_running_stats's formula, line by line, with each
+element's own momentum and M:
 
     running_mean *= 1 - momentum                  running *= keep          keep = 1 - momentum
     running_mean += momentum * mean               running += add * batch   add = momentum for a mean,
@@ -17,7 +18,7 @@ of batchnorm.update_running_stats, line by line, with each element's own momentu
 
 So a reference to ``bn.running_mean`` taken after ``stack`` sees every training forward's update once that
 forward has returned (inside the forward, the buffers still hold the previous step's values).
-Statistics of a forward that raised are dropped; a BatchNorm run outside the model's forward updates at once.
+A BatchNorm run outside the model's forward updates at once; statistics of a forward that raised are dropped.
 """
 from __future__ import annotations
 
@@ -41,10 +42,17 @@ class Stack:
             offset += size
         self.buffers = [(layer.running_mean, layer.running_var) for layer in layers]
         self.pending: list = [None] * len(layers)  # (mean, var, m, momentum) of each layer in this forward
+        self.in_forward = False
         self.coefficients: dict[tuple, tuple] = {}
 
-    def flush(self, module=None, args=None, output=None) -> None:
+    def start(self, module, args) -> None:
+        """The forward pre-hook: from here to the end of the model's forward, the statistics wait (a forward
+        that raised left some behind: dropped)."""
+        self.pending, self.in_forward = [None] * len(self.pending), True
+
+    def flush(self, module, args, output) -> None:
         """The forward hook: update every layer whose statistics were handed over in this forward."""
+        self.in_forward = False
         with profiler.timing("BatchNorm running statistics", "update", module=__name__):
             self._update()
 
@@ -72,6 +80,7 @@ class Stack:
 
 
 _slots: dict[int, tuple[Stack, int]] = {}  # id of a stacked running_mean -> its stack and layer index
+_stacks: list[Stack] = []  # the latest few (models come and go: tests, benchmarks); each keeps its ids in use
 
 
 def stack(model) -> None:
@@ -84,13 +93,18 @@ def stack(model) -> None:
     stacked = Stack(layers)
     for index, (running_mean, _) in enumerate(stacked.buffers):
         _slots[id(running_mean)] = (stacked, index)
+    _stacks.append(stacked)
+    if len(_stacks) > 8:  # a forgotten stack's layers simply update one by one again
+        for running_mean, _ in _stacks.pop(0).buffers:
+            del _slots[id(running_mean)]
+    model.register_forward_pre_hook(stacked.start)
     model.register_forward_hook(stacked.flush)
 
 
 def update(running_mean, running_var, mean, var, m: int, momentum: float) -> None:
     """batchnorm.update_running_stats, or, for stacked buffers, handed over to the model's forward hook."""
     slot = _slots.get(id(running_mean))
-    if slot is None or slot[0].buffers[slot[1]][0] is not running_mean:
+    if slot is None or slot[0].buffers[slot[1]][0] is not running_mean or not slot[0].in_forward:
         update_running_stats(running_mean, running_var, mean, var, m, momentum)
         return
     if m < 2:
