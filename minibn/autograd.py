@@ -103,10 +103,14 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
-        """Run the op on ``inputs`` (tensors, and constants: Python numbers or arrays) and record it."""
-        first = next(x for x in inputs if hasattr(x, "_ctx"))  # a tensor: it makes the constants' tensors
+        """Run the op on ``inputs`` (tensors, and constants: Python numbers or arrays) and record it.
+
+        A tensor is what has a graph slot ``_ctx`` (this file cannot import Tensor, which imports the ops).
+        Each tensor says how the op takes it (``as_input_of``: itself, for a Tensor), and the first one
+        makes the constants' tensors and, as the op got it, the output (``result``)."""
+        first = next(x for x in inputs if hasattr(x, "_ctx"))
         tensors = tuple(x.as_input_of(cls, inputs) if hasattr(x, "_ctx") else first.constant(x) for x in inputs)
-        maker = next(t for t, x in zip(tensors, inputs) if x is first)  # and, as the op got it, the output
+        maker = next(t for t, x in zip(tensors, inputs) if x is first)
         ctx = Context(tuple(_grad_enabled and t.requires_grad for t in tensors))
         with profiler.timing(cls, "forward"):
             out = maker.result(cls, cls.forward(ctx, *(t._data for t in tensors), **options))
