@@ -6,8 +6,10 @@ only when asked for, so ``import minibn`` never needs it.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import sys
 from types import ModuleType
 
 import numpy as np
@@ -51,8 +53,20 @@ def _import_cupy() -> ModuleType:
     return cupy
 
 
+HEADERS_HINT = ('install CuPy with the CUDA headers it compiles its kernels with: pip install "cupy-cuda12x[ctk]" '
+                '(CUDA 12; "cupy-cuda13x[ctk]" for CUDA 13), which "minibn[cuda12]" brings')
+# NVRTC's words when a header CuPy's kernels include (cuda_fp16.h, and the runtime headers it needs) is missing
+_MISSING_HEADER = re.compile(r"cannot open source file\s+\W?([\w./-]+\.h)|([\w./-]+\.h): No such file", re.I)
+
+
 def _explain_cuda_error(error: Exception) -> str:
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    whole = str(error)
+    message = whole.splitlines()[0] if whole else type(error).__name__
+    header = _MISSING_HEADER.search(whole)
+    if header:  # CuPy 14 compiles with the CUDA headers of the toolkit or of PyPI's wheels; without them, this
+        advice = next((line.strip() for line in whole.splitlines() if "pip install" in line), "")
+        return (f"CuPy cannot compile its kernels: the CUDA header {header.group(1) or header.group(2)} is missing; "
+                f"{advice or HEADERS_HINT}; or use --backend numpy")
     for prefix, what in CUDA_LIBRARIES.items():
         found = re.search(rf"{prefix}[\w.-]*", message.lower())
         if found:
@@ -76,12 +90,27 @@ def use_backend(name: str | None = None) -> ModuleType:
         _current, _reason = np, "asked for numpy"
     elif name == "cupy":
         _current, _reason = _import_cupy(), "asked for cupy"
+    elif (no_driver := _no_cuda_driver()) is not None:
+        _current, _reason = np, f"auto: fell back to NumPy because {no_driver}"
     else:
         try:
             _current, _reason = _import_cupy(), "auto: CuPy imports and a CUDA device works"
         except BackendError as why:
             _current, _reason = np, f"auto: fell back to NumPy because {why}"
     return _current
+
+
+def _no_cuda_driver() -> str | None:
+    """Why no CUDA GPU can work here, found in about a millisecond without importing CuPy (about 100 ms): on
+    Linux, the NVIDIA driver's libcuda.so.1 cannot be loaded (CuPy's CUDA runtime loads the same file). None
+    where a GPU may work, on other systems, or where a CuPy (the tests' stand-in) is already imported."""
+    if sys.platform != "linux" or "cupy" in sys.modules:
+        return None
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no NVIDIA driver is installed (libcuda.so.1 cannot be loaded)"
+    return None
 
 
 def xp() -> ModuleType:

@@ -30,10 +30,12 @@ the recipe's ResNet converts: at the stem, and back at the global average pool.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
 
+from minibn import backend
 from minibn.backend import is_cupy_array
 
 
@@ -108,9 +110,28 @@ def fast_gpu_for(array) -> bool:
     return _fast_gpu and not _kernels and is_cupy_array(array) and array.dtype in (np.float32, np.float64)
 
 
+KERNEL_DTYPES = (np.float32, np.float64)  # what minibn sends its kernels; tests/test_nvrtc.py compiles each
+
+
 def kernels_for(array) -> bool:
-    """True if ops on ``array`` run their CuPy kernels: a CuPy array, kernels on."""
-    return _kernels and is_cupy_array(array)
+    """True if ops on ``array`` run their CuPy kernels: a CuPy float32/float64 array, kernels on (any other dtype
+    runs the textbook ops, as on fast_gpu)."""
+    return _kernels and is_cupy_array(array) and array.dtype in KERNEL_DTYPES
+
+
+@contextlib.contextmanager
+def one_off_shapes():
+    """What the fast paths keep for shapes first seen inside the block (fast_gpu's scratch at an evaluation's
+    batch size) is given back when it ends, to the device too (CuPy's pool otherwise keeps freed blocks)."""
+    with gpu_flat.one_off_shapes():
+        yield
+    if backend.xp().__name__ == "cupy":
+        backend.xp().get_default_memory_pool().free_all_blocks()
+
+
+def kept_bytes() -> int:
+    """Device bytes the fast paths keep between calls (fast_gpu's scratch matrices and masks)."""
+    return gpu_flat.kept_bytes()
 
 
 def implementation(module: str) -> str:

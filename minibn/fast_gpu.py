@@ -22,6 +22,8 @@ minibn/fast.py picks them for CuPy arrays (the ``fast_gpu`` switch, on by defaul
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from minibn.backend import array_module
@@ -30,7 +32,11 @@ from minibn.conv import conv_output_size
 from minibn.fast_cpu.layout import FlatLayout, keep
 from minibn.tensor import Context, Function, Tensor
 
-_kept: dict[tuple, object] = {}  # scratch matrices and masks, by what they are for and their shape
+# Scratch matrices and masks, by what they are for and their shape. What is kept between training steps is
+# bounded: per conv shape one column matrix each way (C*k*k rows, forward and input gradient) and one
+# spread matrix, per layout a mask and two clip bounds; for a ResNet-20 at batch 128 about 590 MiB (README,
+# "The GPU path"). Shapes seen once (an evaluation's batch) are given back when that ends: one_off_shapes().
+_kept: dict[tuple, object] = {}
 
 
 def _keep(key: tuple, make):
@@ -43,6 +49,23 @@ def _keep(key: tuple, make):
 def release() -> None:
     """Forget the kept arrays (their memory goes back to the pool once no op uses them)."""
     _kept.clear()
+
+
+def kept_bytes() -> int:
+    """Device bytes of the kept arrays."""
+    return sum(array.nbytes for array in _kept.values())
+
+
+@contextlib.contextmanager
+def one_off_shapes():
+    """Arrays kept for shapes first seen inside the block (an evaluation's batch) are forgotten when it ends;
+    those kept before it (the training shapes) stay."""
+    before = set(_kept)
+    try:
+        yield
+    finally:
+        for key in set(_kept) - before:
+            del _kept[key]
 
 
 def _zeros(xp, what: str, rows: int, layout: FlatLayout, dtype):

@@ -91,9 +91,11 @@ def _compiled():
     sgd = cupy.ElementwiseKernel(
         "T grad, T mask, T lr, T weight_decay, T momentum, bool first", "T param, T buf",
         """
-        T d = (grad + weight_decay * param) * mask;
-        buf = first ? d : momentum * buf + d;
-        param -= lr * buf;
+        // each product is cast back to T: for float16, CuPy's float16 * float16 is a float, and a ?: of a
+        // float16 and a float does not compile (tests/test_nvrtc.py compiles this for every dtype)
+        T d = (T)((grad + (T)(weight_decay * param)) * mask);
+        buf = first ? d : (T)((T)(momentum * buf) + d);
+        param -= (T)(lr * buf);
         """,
         "minibn_sgd")
     return {"im2col": im2col, "col2im": col2im, "bn_forward": bn_forward, "sum_of_products": sum_of_products,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minibn import backend
+from minibn import backend, fast
 from minibn import functional as F
 from minibn.analysis import fraction_below, gamma_by_stage
 from minibn.checkpoint import (Progress, TrainConfig, check_config, model_from_checkpoint,  # noqa: F401 (API)
@@ -46,7 +46,7 @@ def evaluate(model: Module, loader: CifarLoader) -> tuple[float, float]:
     model.eval()
     xp = backend.xp()
     loss_sum, correct = xp.zeros((), dtype=np.float64), xp.zeros((), dtype=np.int64)
-    with no_grad():
+    with no_grad(), fast.one_off_shapes():  # the GPU's scratch for the evaluation batch is given back after
         for images, labels in loader.epoch():
             logits = model(images)
             loss_sum += F.cross_entropy(logits, labels).data * len(labels)

@@ -12,6 +12,7 @@ import os
 import sys
 import contextlib
 import traceback
+import weakref
 from collections import Counter
 
 import numpy as np
@@ -182,6 +183,7 @@ class ndarray:
     def _of(cls, host: np.ndarray) -> "ndarray":
         out = cls.__new__(cls)
         out._a = host
+        _hold(host)
         return out
 
     # -- what CuPy refuses or counts --------------------------------------------------------------
@@ -500,15 +502,36 @@ class _Cuda:
 cuda = _Cuda()
 
 
+# Device memory: the bytes of every NumPy buffer a live device array owns or views (each buffer once),
+# given back when the last array using it is gone, as CuPy's memory pool counts its used bytes.
+_held: dict[int, int] = {}
+_peak = [0]
+
+
+def _hold(host: np.ndarray) -> None:
+    owner = host
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    key = id(owner)
+    if key not in _held:
+        _held[key] = owner.nbytes
+        weakref.finalize(owner, _held.pop, key, None)
+        _peak[0] = max(_peak[0], sum(_held.values()))
+
+
 class _MemoryPool:
+    """CuPy's pool, as far as minibn reads it: used_bytes() is what live device arrays hold; total_bytes() is the
+    most they ever held (a real pool keeps freed blocks for reuse, so its total is about that peak, until
+    free_all_blocks gives the unused ones back to the device)."""
+
     def used_bytes(self):
-        return 0
+        return sum(_held.values())
 
     def total_bytes(self):
-        return 0
+        return _peak[0]
 
     def free_all_blocks(self):
-        pass
+        _peak[0] = self.used_bytes()
 
 
 _pool = _MemoryPool()
