@@ -93,6 +93,23 @@ def clip_bounds(xp, layout: FlatLayout, dtype):
     return _keep(("low",) + key, lambda: make(-1)), _keep(("high",) + key, lambda: make(1))
 
 
+@contextlib.contextmanager
+def float32_sums(xp):
+    """Float32 matrix products inside the block even where CuPy computes them in TF32 (CUPY_TF32=1, what
+    `bench --math tf32` sets): BatchNorm's channel sums are matrix-vector products here, and PyTorch's BatchNorm
+    sums in FP32 whatever its TF32 switches. CuPy's compute type is a host setting: no device call, no sync."""
+    linalg = getattr(getattr(xp, "_core", None), "_routines_linalg", None)
+    if linalg is None:  # NumPy, or a CuPy without the setting
+        yield
+        return
+    was = linalg.get_compute_type(np.float32)
+    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_FP32)
+    try:
+        yield
+    finally:
+        linalg.set_compute_type(np.float32, was)
+
+
 def gather(source, layout: FlatLayout, out_layout: FlatLayout, k: int, stride: int, what: str = "cols"):
     """The im2col matrix of a k x k conv, padding k // 2, in one strided copy: (C*k*k, out length).
 
@@ -192,9 +209,10 @@ class BatchNormFlatGPU(Function):
         xp, m = array_module(x), layout.pixels_per_channel
         if training:
             weights = pixel_mask(xp, layout, x.dtype, 1 / m)
-            mean = x @ weights
-            xhat = x - mean[:, None]                       # centered for now; normalized in place below
-            var = (xhat * xhat) @ weights
+            with float32_sums(xp):
+                mean = x @ weights
+                xhat = x - mean[:, None]                   # centered for now; normalized in place below
+                var = (xhat * xhat) @ weights
             update_running_stats(running_mean, running_var, mean, var, m, momentum)
         else:
             mean, var = running_mean, running_var
@@ -218,8 +236,9 @@ class BatchNormFlatGPU(Function):
         m = layout.pixels_per_channel
         mask = pixel_mask(xp, layout, g.dtype)
         ge = g if y is None else g * (y > 0)  # zero at the pads, as y is
-        dbeta = xp.matmul(ge, mask, out=ctx.grad_out(2))  # out: straight into the optimizer's flat gradient
-        dgamma = xp.matmul(ge * xhat, mask, out=ctx.grad_out(1))
+        with float32_sums(xp):
+            dbeta = xp.matmul(ge, mask, out=ctx.grad_out(2))  # out: straight into the optimizer's flat gradient
+            dgamma = xp.matmul(ge * xhat, mask, out=ctx.grad_out(1))
         dx = None
         if ctx.needs_input_grad[0]:
             scale = (gamma * inv_std)[:, None]

@@ -6,6 +6,8 @@ op, in minibn/fast.py; the textbook ops are here, in conv.py and in batchnorm.py
 """
 from __future__ import annotations
 
+import numpy as np
+
 from minibn import ops
 from minibn.backend import array_module
 from minibn.conv import conv2d_naive
@@ -113,16 +115,22 @@ class CrossEntropy(Function):
             raise ValueError(f"cross_entropy: labels must have shape ({n},), got {labels.shape}")
         log_probs = _log_softmax(logits, axis=1)
         rows = xp.arange(n)
-        ctx.save_for_backward(log_probs, labels)
-        return -log_probs[rows, labels].mean()
+        # A label outside [0, K) makes the loss and its gradient NaN, with no host sync (checking it on the host
+        # would wait for the GPU every step). NumPy raises for a label >= K; CuPy and NumPy both wrap a negative
+        # one, and CuPy wraps one >= K, into a finite but wrong loss. As unsigned, a negative label is >= K too.
+        nan, zero = log_probs.dtype.type(np.nan), log_probs.dtype.type(0)
+        invalid = xp.where(labels.astype(xp.uint64) >= k, nan, zero)   # (N,): NaN at a bad label, else 0
+        ctx.save_for_backward(log_probs, labels, invalid)
+        return -(log_probs[rows, labels] + invalid).mean()
 
     @staticmethod
     def backward(ctx: Context, g):
-        log_probs, labels = ctx.saved
+        log_probs, labels, invalid = ctx.saved
         xp = array_module(log_probs)
         n = log_probs.shape[0]
         dlogits = xp.exp(log_probs)
         dlogits[xp.arange(n), labels] -= 1
+        dlogits += invalid[:, None]
         return dlogits * (g / n)
 
 

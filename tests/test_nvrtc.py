@@ -103,7 +103,8 @@ def call_sources(dtype) -> dict[str, str]:
         "sum_of_squared_deviations": reduction_source(k["sum_of_squared_deviations"],
                                                       [array(t, 4, False), bcast(), array(t)], 4, 1),
         "cross_entropy_backward": elementwise_source(k["cross_entropy_backward"],
-                                                     [array(t), array(np.int64), scalar(i32), array(t), array(t)]),
+                                                     [array(t), array(np.int64), scalar(i32), array(t), array(t),
+                                                      array(t)]),
     }
     for mask in ("array", "scalar"):  # sgd_update passes a mask array, or the scalar 1 when nothing is masked
         mask_arg = array(t) if mask == "array" else scalar(t)
