@@ -50,8 +50,10 @@ def test_missing_cuda_headers_get_cupys_ctk_advice(monkeypatch):
     from tests.standin import cupy as standin
 
     def fails(self, other):
-        raise RuntimeError('minibn.cu(1): catastrophic error: cannot open source file "cuda_fp16.h"\n'
-                           '  #include <cuda_fp16.h>\n\n1 catastrophic error detected in the compilation')
+        # what CuPy 14.2's NVRTC says without nvidia-cuda-runtime-cu12's headers (reproduced without a GPU)
+        raise RuntimeError('/site-packages/cupy/_core/include/cupy/float16.cuh(19): catastrophic error: cannot open '
+                           'source file "cuda_fp16.h"\n  #include <cuda_fp16.h>\n\n1 catastrophic error detected '
+                           'in the compilation of "kern.cu".\nCompilation terminated.')
     monkeypatch.setitem(sys.modules, "cupy", standin)
     monkeypatch.setattr(standin.ndarray, "__add__", fails)
     with pytest.raises(backend.BackendError) as error:
