@@ -122,7 +122,8 @@ def kernels_for(array) -> bool:
 @contextlib.contextmanager
 def one_off_shapes():
     """What the fast paths keep for shapes first seen inside the block (fast_gpu's scratch at an evaluation's
-    batch size) is given back when it ends, to the device too (CuPy's pool otherwise keeps freed blocks)."""
+    batch size) is given back when it ends, to the device too (CuPy's pool otherwise keeps freed blocks; giving
+    them back waits for the device, once per evaluation, where its sums are read anyway)."""
     with gpu_flat.one_off_shapes():
         yield
     if backend.xp().__name__ == "cupy":

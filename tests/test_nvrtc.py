@@ -30,12 +30,14 @@ if STANDIN:
     pytest.skip("the stand-in run imports tests/standin's cupy, not the real CuPy", allow_module_level=True)
 try:
     import cupy
-    from cupy._core import _carray, _kernel, _reduction, _scalar
-    from cupy._core import core as cupy_core
-    from cupy.cuda import compiler
 except ImportError as error:  # pragma: no cover - where CuPy is not installed
     pytest.skip(f"the real CuPy cannot be imported ({error}); pip install '.[dev]' brings cupy-cuda12x",
                 allow_module_level=True)
+# CuPy's code generators and compiler: internals, imported outside the try so that a release that moves them
+# fails here, loudly, instead of skipping
+from cupy._core import _carray, _kernel, _reduction, _scalar  # noqa: E402
+from cupy._core import core as cupy_core  # noqa: E402
+from cupy.cuda import compiler  # noqa: E402
 
 from minibn import fast, kernels  # noqa: E402
 
