@@ -235,7 +235,8 @@ def test_every_cupy_name_minibn_calls_exists_in_the_real_cupy():
 
 
 def test_the_name_scan_finds_a_missing_name():
-    tree = ast.parse("def f(x):\n    xp = array_module(x)\n    return xp.no_such_function(x) + xp.lib.stride_tricks.as_strided(x)")
+    tree = ast.parse("def f(x):\n    xp = array_module(x)\n"
+                     "    return xp.no_such_function(x) + xp.lib.stride_tricks.as_strided(x)")
     chains = attribute_chains(tree)
     assert ("cupy", "no_such_function", 3) in chains and ("cupy", "lib.stride_tricks.as_strided", 3) in chains
     assert not resolves("cupy", "no_such_function") and resolves("cupy", "lib.stride_tricks.as_strided")
