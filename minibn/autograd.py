@@ -61,8 +61,7 @@ def read_only(array):
 
     The engine hands these to backward, so that a backward that writes into its gradient or into what
     forward saved fails at that line (BackwardContractError). CuPy has no read-only arrays: there the
-    contract rests on the ops (the NumPy suite runs every one through these views) and, for students'
-    code, on the grader (minibn.gradcheck compares the gradient it handed with its own copy).
+    contract rests on the ops, which the NumPy suite runs through these views.
     """
     if type(array) is not np.ndarray:
         return array
@@ -85,12 +84,9 @@ class Function:
     """An op: a ``forward(ctx, *arrays, **options)`` and a ``backward(ctx, grad)`` side by side.
 
     ``backward`` returns one gradient per array input of ``forward``, each of that input's shape, or
-    None for inputs with ``ctx.needs_input_grad[i]`` False. Its contract: it never writes into the
-    gradient it receives, nor into the arrays that forward saved; it returns new arrays (or the gradient
-    itself, unchanged). The same gradient array may go to several places (Add.backward hands both
-    branches of a residual add the very same array), so ``g *= mask`` would corrupt the other branch's
-    gradient without any error: see read_only for how this is enforced. A leaf's ``.grad`` is always
-    its own array.
+    None for inputs with ``ctx.needs_input_grad[i]`` False. Its contract: it returns new arrays (or the
+    gradient itself, unchanged) and never writes into the gradient it receives nor into what forward
+    saved, since one gradient array may go to several places (read_only, BackwardContractError).
     """
 
     @staticmethod

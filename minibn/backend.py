@@ -6,8 +6,10 @@ only when asked for, so ``import minibn`` never needs it.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import sys
 from types import ModuleType
 
 import numpy as np
@@ -23,12 +25,13 @@ _current: ModuleType | None = None  # resolved on first use, so importing minibn
 _reason = ""
 
 
-INSTALL_HINT = ('install CuPy with its CUDA libraries: pip install "minibn[cuda12]" (CUDA 12) '
-                'or "minibn[cuda13]" (CUDA 13)')
-
+INSTALL_HINT = 'install CuPy with its CUDA libraries: pip install "minibn[cuda12]" (CUDA 12) or "minibn[cuda13]"'
+HEADERS_HINT = 'pip install "cupy-cuda12x[ctk]" (CUDA 12; "cupy-cuda13x[ctk]" for 13), which "minibn[cuda12]" brings'
 # The CUDA libraries CuPy loads while it runs, by the name their files start with.
 CUDA_LIBRARIES = {"libcublas": "cuBLAS (matrix multiplies)", "libnvrtc": "NVRTC (compiles CuPy's kernels)",
                   "libcudart": "the CUDA runtime", "libcurand": "cuRAND", "libnvjitlink": "nvJitLink"}
+# NVRTC's words when a header CuPy 14 compiles its kernels with (cuda_fp16.h, the runtime headers) is missing
+_MISSING_HEADER = re.compile(r"cannot open source file\s+\W?([\w./-]+\.h)|([\w./-]+\.h): No such file", re.I)
 
 
 def _import_cupy() -> ModuleType:
@@ -47,17 +50,19 @@ def _import_cupy() -> ModuleType:
     except BackendError:
         raise
     except Exception as error:  # CUDA errors come in many classes
-        raise BackendError(_explain_cuda_error(error)) from None
+        raise BackendError(_explain_cuda_error(str(error))) from None
     return cupy
 
 
-def _explain_cuda_error(error: Exception) -> str:
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+def _explain_cuda_error(whole: str) -> str:
+    message = whole.splitlines()[0] if whole else "an unknown CUDA error"
+    if header := _MISSING_HEADER.search(whole):
+        advice = next((line.strip() for line in whole.splitlines() if "pip install" in line), HEADERS_HINT)
+        return (f"CuPy cannot compile its kernels: the CUDA header {header.group(1) or header.group(2)} is missing; "
+                f"{advice}; or use --backend numpy")
     for prefix, what in CUDA_LIBRARIES.items():
-        found = re.search(rf"{prefix}[\w.-]*", message.lower())
-        if found:
-            return (f"CuPy cannot load {what}: {found.group(0)} is missing; {INSTALL_HINT}, or the CUDA "
-                    "Toolkit; or use --backend numpy")
+        if found := re.search(rf"{prefix}[\w.-]*", message.lower()):
+            return f"CuPy cannot load {what}: {found.group(0)} is missing; {INSTALL_HINT}; or use --backend numpy"
     return f"CuPy is installed but no usable CUDA device was found ({message}); use --backend numpy"
 
 
@@ -76,12 +81,26 @@ def use_backend(name: str | None = None) -> ModuleType:
         _current, _reason = np, "asked for numpy"
     elif name == "cupy":
         _current, _reason = _import_cupy(), "asked for cupy"
+    elif (no_driver := _no_cuda_driver()) is not None:
+        _current, _reason = np, f"auto: fell back to NumPy because {no_driver}"
     else:
         try:
             _current, _reason = _import_cupy(), "auto: CuPy imports and a CUDA device works"
         except BackendError as why:
             _current, _reason = np, f"auto: fell back to NumPy because {why}"
     return _current
+
+
+def _no_cuda_driver() -> str | None:
+    """Why no CUDA GPU can work here, told in a millisecond without importing CuPy (100 ms): on Linux, the NVIDIA
+    driver's libcuda.so.1 does not load. None where a GPU may, elsewhere, or once a CuPy (the stand-in) is in."""
+    if sys.platform != "linux" or "cupy" in sys.modules:
+        return None
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no NVIDIA driver is installed (libcuda.so.1 cannot be loaded)"
+    return None
 
 
 def xp() -> ModuleType:

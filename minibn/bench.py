@@ -33,6 +33,7 @@ class Case:
     sync: Callable[[], None]
     peak_bytes: Callable[[], int | None]
     detail: str = ""
+    kept_bytes: Callable[[], int | None] = lambda: None  # device memory kept from step to step (minibn on CuPy)
 
 
 def time_interleaved(cases: list[Case], step: str, steps: int, repeats: int, warmup: int) -> list[list[float]]:
@@ -54,14 +55,15 @@ def time_interleaved(cases: list[Case], step: str, steps: int, repeats: int, war
 
 
 def summarize(case: Case, train_times: list[float], eval_times: list[float], batch_size: int,
-              eval_batch_size: int, peak_bytes: int | None) -> dict:
+              eval_batch_size: int, peak_bytes: int | None, kept_bytes: int | None = None) -> dict:
     train_ms, eval_ms = statistics.median(train_times) * 1000, statistics.median(eval_times) * 1000
     train_ips, eval_ips = batch_size / train_ms * 1000, eval_batch_size / eval_ms * 1000
     return {"name": case.name, "detail": case.detail, "train_ms": train_ms,
             "train_spread_ms": (min(train_times) * 1000, max(train_times) * 1000),
             "train_images_per_s": train_ips, "eval_ms": eval_ms, "eval_images_per_s": eval_ips,
             "epoch_seconds": CIFAR_TRAIN / train_ips + CIFAR_TEST / eval_ips,
-            "peak_memory_mib": None if peak_bytes is None else peak_bytes / 2**20}
+            "peak_memory_mib": None if peak_bytes is None else peak_bytes / 2**20,
+            "kept_memory_mib": None if kept_bytes is None else kept_bytes / 2**20}
 
 
 def run(make_cases: list[Callable[[], Case]], batch_size: int, eval_batch_size: int, steps: int, repeats: int,
@@ -69,16 +71,17 @@ def run(make_cases: list[Callable[[], Case]], batch_size: int, eval_batch_size: 
     """Make each case and read its peak memory after one training step, before the next case exists
     (on a CPU only the process's peak can be read: minibn's comes before PyTorch is even loaded);
     then time training, then evaluation. One summary per case."""
-    cases, peaks = [], []
+    cases, peaks, kept = [], [], []
     for make in make_cases:
         cases.append(make())
         cases[-1].train_step()
         cases[-1].sync()
         peaks.append(cases[-1].peak_bytes())
+        kept.append(cases[-1].kept_bytes())
     train = time_interleaved(cases, "train_step", steps, repeats, warmup)
     evaluation = time_interleaved(cases, "eval_step", max(1, steps // 4), repeats, 1)
-    return [summarize(case, t, e, batch_size, eval_batch_size, peak)
-            for case, t, e, peak in zip(cases, train, evaluation, peaks)]
+    return [summarize(case, t, e, batch_size, eval_batch_size, peak, kept_bytes)
+            for case, t, e, peak, kept_bytes in zip(cases, train, evaluation, peaks, kept)]
 
 
 def minibn_training_step(depth: int, mode: str, batch_size: int, width: int = 16, image_size: int = 32):
@@ -114,7 +117,10 @@ def minibn_case(depth: int, mode: str, batch_size: int, eval_batch_size: int) ->
         if xp.__name__ == "cupy":
             return xp.get_default_memory_pool().total_bytes()  # the pool keeps what the step needed at most
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the process's peak so far
-    return Case("minibn", train_step, eval_step, backend.synchronize, peak_bytes)
+
+    def kept_bytes():  # fast_gpu's scratch matrices and masks, kept from step to step (README, "The GPU path")
+        return fast.kept_bytes() if xp.__name__ == "cupy" else None
+    return Case("minibn", train_step, eval_step, backend.synchronize, peak_bytes, kept_bytes=kept_bytes)
 
 
 def torch_case(depth: int, mode: str, batch_size: int, eval_batch_size: int, on_gpu: bool, tf32: bool = False) -> Case:

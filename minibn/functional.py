@@ -6,6 +6,8 @@ for it, and run their textbook op (here, in conv.py and in batchnorm.py) where t
 """
 from __future__ import annotations
 
+import numpy as np
+
 from minibn import ops, registry
 from minibn.backend import array_module
 from minibn.batchnorm import BatchNorm
@@ -132,16 +134,21 @@ class CrossEntropy(Function):
             raise ValueError(f"cross_entropy: labels must have shape ({n},), got {labels.shape}")
         log_probs = _log_softmax(logits, axis=1)
         rows = xp.arange(n)
-        ctx.save_for_backward(log_probs, labels)
-        return -log_probs[rows, labels].mean()
+        # A label outside [0, K) makes the loss and its gradient NaN without a host sync (a check on the host waits
+        # for the GPU). Indexing alone would wrap it into a wrong finite loss (CuPy; NumPy for a negative label).
+        nan, zero = log_probs.dtype.type(np.nan), log_probs.dtype.type(0)
+        invalid = xp.where(labels.astype(xp.uint64) >= k, nan, zero)   # (N,): NaN at a bad label, else 0
+        ctx.save_for_backward(log_probs, labels, invalid)
+        return -(log_probs[rows, labels] + invalid).mean()
 
     @staticmethod
     def backward(ctx: Context, g):
-        log_probs, labels = ctx.saved
+        log_probs, labels, invalid = ctx.saved
         xp = array_module(log_probs)
         n = log_probs.shape[0]
         dlogits = xp.exp(log_probs)
         dlogits[xp.arange(n), labels] -= 1
+        dlogits += invalid[:, None]
         return dlogits * (g / n)
 
 

@@ -9,11 +9,8 @@ from minibn import backend
 
 
 class _Profiler:
-    """Per-op time, on when MINIBN_PROFILE=1 or via ``minibn bench --profile``.
-
-    It synchronizes the device around every op, so it slows training: use it to
-    see where time goes, never to measure speed.
-    """
+    """Per-op time, on when MINIBN_PROFILE=1 or via ``minibn bench --profile``. It synchronizes the device
+    around every op, so it slows training: use it to see where time goes, never to measure speed."""
 
     def __init__(self):
         self.enabled = os.environ.get("MINIBN_PROFILE", "") not in ("", "0")

@@ -8,6 +8,7 @@ then the caller runs the textbook op. The core never imports the fast package.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 fast_versions: dict[str, Callable] = {}  # op name -> its fast version
@@ -17,3 +18,8 @@ def run_fast(name: str, *args, **kwargs):
     """The fast version of op ``name`` run on these arguments, or None: then run the textbook op."""
     fast = fast_versions.get(name)
     return None if fast is None else fast(*args, **kwargs)
+
+
+def one_off_shapes():
+    """A block of shapes seen once (an evaluation's batch): what a fast package kept for them is given back after."""
+    return fast_versions.get("one_off_shapes", contextlib.nullcontext)()

@@ -98,3 +98,17 @@ def test_training_steps_with_and_without_kernels_agree(cp):
     plain, with_kernels = plain_and_fast(training_steps)
     for name in plain:
         np.testing.assert_allclose(with_kernels[name], plain[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_cross_entropy_kernel_makes_an_out_of_range_label_nan(cp):
+    """CuPy wraps the index: without the check, label 10 of 10 classes would read class 0, a finite wrong loss."""
+    logits = cp.random.standard_normal((3, 10))
+    labels = cp.asarray([1, 10, -1])
+
+    def run():
+        t = Tensor(logits, requires_grad=True)
+        loss = F.cross_entropy(t, labels)
+        loss.backward()
+        return loss.data, t.grad
+    for loss, grad in plain_and_fast(run):
+        assert bool(cp.isnan(loss)) and bool(cp.isnan(grad[1:]).all()) and bool(cp.isfinite(grad[0]).all())

@@ -45,8 +45,11 @@ def test_running_statistics_update_in_a_few_operations_whatever_the_depth():
 
 # The budget of the plain CuPy path (no hand-written kernels), ResNet-20 at any batch size. Before the flat
 # layout and the packed optimizer: 1,594 operations a BN-only step, 1,764 a full step, 433 an evaluation forward.
-BUDGET = {"bn": 700, "all": 800}
-EVAL_BUDGET = 250
+# Since the stand-in counts a gather or scatter with k >= 2 index arrays as the k + 2 kernels CuPy launches, and
+# the loss checks its labels (issue 22): 644 a BN-only step, 696 a full step, 205 an evaluation; each budget is
+# that count and about 10% (it was 700, 800 and 250 for counts of 630, 682 and 205).
+BUDGET = {"bn": 710, "all": 765}
+EVAL_BUDGET = 225
 
 
 @pytest.mark.parametrize("mode", ["bn", "all"])

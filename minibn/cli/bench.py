@@ -66,13 +66,15 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
 
     table = Table(title="training step and evaluation")
     peak = "peak MiB" if on_gpu else "peak RSS MiB"
-    for column in ("", "ms/step", "min-max", "train img/s", "eval img/s", "s/epoch", peak):
+    memory_columns = (peak, "kept MiB") if on_gpu else (peak,)  # kept: scratch held from step to step
+    for column in ("", "ms/step", "min-max", "train img/s", "eval img/s", "s/epoch", *memory_columns):
         table.add_column(column, justify="left" if not column else "right")
     for r in results:
         low, high = r["train_spread_ms"]
-        peak = "" if r["peak_memory_mib"] is None else f"{r['peak_memory_mib']:.0f}"
+        memory = ["" if r[key] is None else f"{r[key]:.0f}"
+                  for key in ("peak_memory_mib", "kept_memory_mib")[:len(memory_columns)]]
         table.add_row(r["name"], f"{r['train_ms']:.1f}", f"{low:.0f}-{high:.0f}", f"{r['train_images_per_s']:.0f}",
-                      f"{r['eval_images_per_s']:.0f}", f"{r['epoch_seconds']:.1f}", peak)
+                      f"{r['eval_images_per_s']:.0f}", f"{r['epoch_seconds']:.1f}", *memory)
     console.print(table)
     for r in results[1:]:
         console.print(f"{r['name']}: {r['detail']}")

@@ -25,9 +25,11 @@ test_fast_gpu.py, test_kernels.py, test_one_architecture.py).
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from minibn import ops, registry
+from minibn import backend, ops, registry
 from minibn.backend import is_cupy_array
 from minibn.fast import cpu_batchnorm, cpu_conv, gpu, kernels, layout, pool, running_stats, sgd
 from minibn.fast.switches import Switches, switches, use
@@ -55,9 +57,13 @@ def fast_gpu_for(array) -> bool:
     return switches.fast_gpu and not switches.kernels and is_cupy_array(array) and _float(array)
 
 
+KERNEL_DTYPES = (np.float32, np.float64)  # what minibn sends its kernels; tests/test_nvrtc.py compiles each
+
+
 def kernels_for(array) -> bool:
-    """True if ops on ``array`` run the CuPy kernels: a CuPy array, kernels on."""
-    return switches.kernels and is_cupy_array(array)
+    """True if ops on ``array`` run the CuPy kernels: a CuPy float32/float64 array, kernels on (any other dtype
+    runs the textbook ops, as on fast_gpu)."""
+    return switches.kernels and is_cupy_array(array) and array.dtype in KERNEL_DTYPES
 
 
 def conv2d(x: Tensor, weight, bias, stride: int, padding: int):
@@ -119,7 +125,23 @@ def training_optimizer(model, lr: float, momentum: float, weight_decay: float):
     return sgd.PackedSGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-registry.fast_versions.update(conv2d=conv2d, batch_norm_relu=batch_norm_relu, global_avg_pool2d=global_avg_pool2d,
+@contextlib.contextmanager
+def one_off_shapes():
+    """What the fast paths keep for shapes first seen inside the block (gpu.py's scratch at an evaluation's
+    batch size) is given back when it ends, to the device too (CuPy's pool otherwise keeps freed blocks; giving
+    them back waits for the device, once per evaluation, where its sums are read anyway)."""
+    with gpu.one_off_shapes():
+        yield
+    if backend.xp().__name__ == "cupy":
+        backend.xp().get_default_memory_pool().free_all_blocks()
+
+
+def kept_bytes() -> int:
+    """Device bytes the fast paths keep between calls (gpu.py's scratch matrices and masks)."""
+    return gpu.kept_bytes()
+
+
+registry.fast_versions.update(one_off_shapes=one_off_shapes, conv2d=conv2d, batch_norm_relu=batch_norm_relu, global_avg_pool2d=global_avg_pool2d,
                               cross_entropy=cross_entropy, sgd_update=sgd_update, training_optimizer=training_optimizer)
 
 

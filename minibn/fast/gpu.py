@@ -22,6 +22,8 @@ minibn/fast/__init__.py picks them for CuPy arrays (the ``fast_gpu`` switch, on 
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from minibn.autograd import Context
@@ -31,7 +33,11 @@ from minibn.fast import running_stats
 from minibn.fast.layout import FlatFunction, FlatLayout, conv_window, keep
 from minibn.tensor import Tensor
 
-_kept: dict[tuple, object] = {}  # scratch matrices and masks, by what they are for and their shape
+# Scratch matrices and masks, by what they are for and their shape. What is kept between training steps is
+# bounded: per conv shape one column matrix each way (C*k*k rows, forward and input gradient) and one
+# spread matrix, per layout a mask and two clip bounds; for a ResNet-20 at batch 128 about 590 MiB (README,
+# "The GPU path"). Shapes seen once (an evaluation's batch) are given back when that ends: one_off_shapes().
+_kept: dict[tuple, object] = {}
 
 
 def _keep(key: tuple, make):
@@ -44,6 +50,23 @@ def _keep(key: tuple, make):
 def release() -> None:
     """Forget the kept arrays (their memory goes back to the pool once no op uses them)."""
     _kept.clear()
+
+
+def kept_bytes() -> int:
+    """Device bytes of the kept arrays."""
+    return sum(array.nbytes for array in _kept.values())
+
+
+@contextlib.contextmanager
+def one_off_shapes():
+    """Arrays kept for shapes first seen inside the block (an evaluation's batch) are forgotten when it ends;
+    those kept before it (the training shapes) stay."""
+    before = set(_kept)
+    try:
+        yield
+    finally:
+        for key in set(_kept) - before:
+            del _kept[key]
 
 
 def _zeros(xp, what: str, rows: int, layout: FlatLayout, dtype):
@@ -69,6 +92,23 @@ def clip_bounds(xp, layout: FlatLayout, dtype):
         return xp.asarray(bound[0], dtype=dtype)
     key = (xp.__name__, layout, np.dtype(dtype).str)
     return _keep(("low",) + key, lambda: make(-1)), _keep(("high",) + key, lambda: make(1))
+
+
+@contextlib.contextmanager
+def float32_sums(xp):
+    """Float32 matrix products inside the block even where CuPy computes them in TF32 (CUPY_TF32=1, what
+    `bench --math tf32` sets): BatchNorm's channel sums are matrix-vector products here, and PyTorch's BatchNorm
+    sums in FP32 whatever its TF32 switches. CuPy's compute type is a host setting: no device call, no sync."""
+    linalg = getattr(getattr(xp, "_core", None), "_routines_linalg", None)
+    if linalg is None:  # NumPy, or a CuPy without the setting
+        yield
+        return
+    was = linalg.get_compute_type(np.float32)
+    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_FP32)
+    try:
+        yield
+    finally:
+        linalg.set_compute_type(np.float32, was)
 
 
 def gather(source, layout: FlatLayout, out_layout: FlatLayout, k: int, stride: int, what: str = "cols"):
@@ -162,9 +202,10 @@ class BatchNormFlatGPU(FlatFunction):
         xp, m = array_module(x), layout.pixels_per_channel
         if training:
             weights = pixel_mask(xp, layout, x.dtype, 1 / m)
-            mean = x @ weights
-            xhat = x - mean[:, None]                       # centered for now; normalized in place below
-            var = (xhat * xhat) @ weights
+            with float32_sums(xp):
+                mean = x @ weights
+                xhat = x - mean[:, None]                   # centered for now; normalized in place below
+                var = (xhat * xhat) @ weights
             running_stats.update(running_mean, running_var, mean, var, m, momentum)  # batchnorm.py's update
         else:
             mean, var = running_mean, running_var
@@ -188,8 +229,9 @@ class BatchNormFlatGPU(FlatFunction):
         m = layout.pixels_per_channel
         mask = pixel_mask(xp, layout, g.dtype)
         ge = g if y is None else g * (y > 0)  # zero at the pads, as y is
-        dbeta = xp.matmul(ge, mask, out=ctx.grad_destination(2))  # see Context.grad_destination
-        dgamma = xp.matmul(ge * xhat, mask, out=ctx.grad_destination(1))
+        with float32_sums(xp):
+            dbeta = xp.matmul(ge, mask, out=ctx.grad_destination(2))  # see Context.grad_destination
+            dgamma = xp.matmul(ge * xhat, mask, out=ctx.grad_destination(1))
         dx = None
         if ctx.needs_input_grad[0]:
             scale = (gamma * inv_std)[:, None]

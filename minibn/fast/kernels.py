@@ -82,17 +82,19 @@ def _compiled():
         "dx = scale * (g - beta_term - xhat * gamma_term);",
         "minibn_bn_backward_x")
 
-    cross_entropy_backward = cupy.ElementwiseKernel(
-        "T log_prob, raw int64 labels, int32 K, raw T scale", "T dlogit",
-        "dlogit = (exp(log_prob) - (i % K == labels[i / K] ? (T)1 : (T)0)) * scale[0];",
+    cross_entropy_backward = cupy.ElementwiseKernel(  # invalid: NaN for a row whose label is outside [0, K)
+        "T log_prob, raw int64 labels, int32 K, raw T scale, raw T invalid", "T dlogit",
+        "dlogit = (exp(log_prob) - (i % K == labels[i / K] ? (T)1 : (T)0) + invalid[i / K]) * scale[0];",
         "minibn_cross_entropy_backward")
 
     sgd = cupy.ElementwiseKernel(
         "T grad, T mask, T lr, T weight_decay, T momentum, bool first", "T param, T buf",
         """
-        T d = (grad + weight_decay * param) * mask;
-        buf = first ? d : momentum * buf + d;
-        param -= lr * buf;
+        // each product is cast back to T: for float16, CuPy's float16 * float16 is a float, and a ?: of a
+        // float16 and a float does not compile (tests/test_nvrtc.py compiles this for every dtype)
+        T d = (T)((grad + (T)(weight_decay * param)) * mask);
+        buf = first ? d : (T)((T)(momentum * buf) + d);
+        param -= (T)(lr * buf);
         """,
         "minibn_sgd")
     return {"im2col": im2col, "col2im": col2im, "bn_forward": bn_forward, "sum_of_products": sum_of_products,
@@ -170,10 +172,10 @@ class CrossEntropyKernels(CrossEntropy):
 
     @staticmethod
     def backward(ctx: Context, g):
-        log_probs, labels = ctx.saved
+        log_probs, labels, invalid = ctx.saved
         n, k = log_probs.shape
         scale = (g / n).reshape(1).astype(log_probs.dtype)
-        return _compiled()["cross_entropy_backward"](log_probs, labels, k, scale)
+        return _compiled()["cross_entropy_backward"](log_probs, labels, k, scale, invalid)
 
 
 def sgd_update(param, grad, mask, buffer, first: bool, lr: float, momentum: float, weight_decay: float) -> None:

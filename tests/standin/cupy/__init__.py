@@ -12,6 +12,7 @@ import os
 import sys
 import contextlib
 import traceback
+import weakref
 from collections import Counter
 
 import numpy as np
@@ -86,11 +87,22 @@ def op_label(label):
         _op_label.pop()
 
 
-def _op(kind: str) -> None:
+def _op(kind: str, launches: int = 1) -> None:
     for counter in _op_counters:
-        counter.total += 1
-        counter.by_kind[kind] += 1
-        counter.by_label[_op_label[-1]] += 1
+        counter.total += launches
+        counter.by_kind[kind] += launches
+        counter.by_label[_op_label[-1]] += launches
+
+
+def _indexing_launches(index) -> int:
+    """Kernels real CuPy launches for a gather or scatter with integer index arrays (cupy/_core/
+    _routines_indexing.pyx): one index array is one ``take``; k >= 2 are a fill of the flat index, one kernel
+    per index array to add its part (wrapping it into range), and the take or scatter: k + 2. An index given as
+    a list or NumPy array is first copied to the device, one more each."""
+    parts = index if isinstance(index, tuple) else (index,)
+    arrays = [p for p in parts if isinstance(p, (ndarray, np.ndarray, list))]
+    host_copies = sum(not isinstance(p, ndarray) for p in arrays)
+    return host_copies + (1 if len(arrays) <= 1 else len(arrays) + 2)
 
 
 def _made_new_array(result, *inputs) -> bool:
@@ -182,6 +194,7 @@ class ndarray:
     def _of(cls, host: np.ndarray) -> "ndarray":
         out = cls.__new__(cls)
         out._a = host
+        _hold(host)
         return out
 
     # -- what CuPy refuses or counts --------------------------------------------------------------
@@ -294,19 +307,22 @@ class ndarray:
         return cupy_function(*args, **kwargs)
 
     def __getitem__(self, index):
-        host_index = _device_index(index)
+        host_index = _wrap_out_of_bounds(_device_index(index), self._a.shape)
         result = self._a[host_index]
         if not _is_basic(host_index):
-            _op("gather")  # advanced indexing copies; basic indexing is a view
+            _op("gather", _indexing_launches(index))  # advanced indexing copies; basic indexing is a view
         if not isinstance(result, np.ndarray):  # integer indexing down to one element: CuPy gives a 0-d view
             result = self._a[(host_index if isinstance(host_index, tuple) else (host_index,)) + (Ellipsis,)]
         return ndarray._of(result)
 
     def __setitem__(self, index, value):
-        host_index = _device_index(index)
+        host_index = _wrap_out_of_bounds(_device_index(index), self._a.shape)
         if isinstance(value, np.ndarray) and _is_basic(host_index):
             _refuse_host_array(value, "ndarray.__setitem__")
-        _op("setitem" if _is_basic(host_index) else "scatter")
+        if _is_basic(host_index):
+            _op("setitem")
+        else:
+            _op("scatter", _indexing_launches(index))
         self._a[host_index] = value._a if isinstance(value, ndarray) else value
 
 
@@ -345,6 +361,18 @@ ndarray.__module__ = "cupy"  # what real CuPy arrays report, and what minibn.bac
 def _is_basic(index) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
     return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
+
+
+def _wrap_out_of_bounds(index, shape):
+    """Integer index arrays wrapped into range, as CuPy does (NumPy raises IndexError for an index >= the size,
+    and wraps only negative ones): x[[0, 3]] of 3 elements is x[[0, 0]]. For indices of integers, slices and
+    integer arrays, one per axis from the first."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if len(parts) > len(shape) or any(p is None or p is Ellipsis for p in parts):
+        return index
+    wrapped = tuple(np.mod(p, size) if isinstance(p, (np.ndarray, list)) and np.asarray(p).dtype.kind in "iu" and size
+                    else p for p, size in zip(parts, shape))
+    return wrapped if isinstance(index, tuple) else wrapped[0]
 
 
 def _device_index(index):
@@ -500,15 +528,36 @@ class _Cuda:
 cuda = _Cuda()
 
 
+# Device memory: the bytes of every NumPy buffer a live device array owns or views (each buffer once),
+# given back when the last array using it is gone, as CuPy's memory pool counts its used bytes.
+_held: dict[int, int] = {}
+_peak = [0]
+
+
+def _hold(host: np.ndarray) -> None:
+    owner = host
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    key = id(owner)
+    if key not in _held:
+        _held[key] = owner.nbytes
+        weakref.finalize(owner, _held.pop, key, None)
+        _peak[0] = max(_peak[0], sum(_held.values()))
+
+
 class _MemoryPool:
+    """CuPy's pool, as far as minibn reads it: used_bytes() is what live device arrays hold; total_bytes() is the
+    most they ever held (a real pool keeps freed blocks for reuse, so its total is about that peak, until
+    free_all_blocks gives the unused ones back to the device)."""
+
     def used_bytes(self):
-        return 0
+        return sum(_held.values())
 
     def total_bytes(self):
-        return 0
+        return _peak[0]
 
     def free_all_blocks(self):
-        pass
+        _peak[0] = self.used_bytes()
 
 
 _pool = _MemoryPool()
