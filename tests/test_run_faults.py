@@ -77,6 +77,44 @@ def test_a_second_train_or_sweep_on_a_folder_in_use_names_the_first(data_dir, tm
     assert [r["epoch"] for r in records(out)] == list(range(1, len(records(out)) + 1))  # one writer's log
 
 
+def test_a_deleted_lock_file_lets_no_second_writer_in(data_dir, tmp_path):
+    out = tmp_path / "run"
+    common = ["--backend", BACKEND, "--batch-size", "50", "--data-dir", data_dir]
+    first = subprocess.Popen([sys.executable, "-m", "minibn", "train", "--depth", "8", "--width", "4", "--epochs",
+                              "200", *common, "--out", str(out)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoint.npz").exists():
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.05)
+        (out / ".lock").unlink()  # what a user tidying up, or a student's script, may do
+        second = subprocess.run([sys.executable, "-m", "minibn", "train", "--resume", *common, "--out", str(out)],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        assert f"{out} is being written by another process" in " ".join(second.stderr.split())
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert [r["epoch"] for r in records(out)] == list(range(1, len(records(out)) + 1))  # one writer's log
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_replaced_not_followed(data_dir, tmp_path, planted):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("a student's work")
+    out = tmp_path / "run"
+    out.mkdir()
+    if planted == "symlink":
+        (out / ".lock").symlink_to(victim)
+    else:
+        os.mkfifo(out / ".lock")  # opening it to read or write would block
+    result = train(*TINY, "--epochs", "1", "--data-dir", data_dir, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "a student's work" and not (out / ".lock").exists()
+
+
 def test_sweep_refuses_an_interrupted_run_of_other_settings(data_dir, tmp_path, monkeypatch):
     def sweep(batch_size):
         return CliRunner().invoke(main, ["sweep", "--backend", BACKEND, "--depths", "8", "--modes", "bn", "--epochs",
