@@ -253,7 +253,7 @@ def _resume(checkpoint: Path, config: TrainConfig, model: Module, optimizer: SGD
     if progress.epoch > saved.epochs or progress.step_in_epoch > steps_per_epoch:
         raise ValueError(f"{checkpoint}: its progress (epoch {progress.epoch}, step {progress.step_in_epoch}) "
                          f"does not fit {saved.epochs} epochs of {steps_per_epoch} steps; the file was edited")
-    restore(checkpoint, saved, model, model_state, optimizer, optim_state)
+    restore(checkpoint, saved, model, model_state, optimizer, optim_state, steps_done=progress.global_step)
     lr_changes = list(meta.get("lr_changes", []))
     if config.lr != saved.lr:
         if progress.epoch >= saved.epochs:

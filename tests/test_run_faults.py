@@ -277,12 +277,36 @@ def edited(finished_run, tmp_path, edit) -> str:
     (lambda a, m: m["config"].update(width=8), "is not the checkpoint of the run"),
     (lambda a, m: m["progress"].update(epoch="one"), "is not a run's progress"),
     (lambda a, m: m["config"].update(lr=None), "lr None is not a finite float"),
+    (lambda a, m: m["config"].update(warmup_epochs=1e308), "warmup_epochs 1e+308 is out of range"),
+    (lambda a, m: a.pop(next(k for k in sorted(a) if k.startswith("optimizer/momentum_buffer."))),
+     "lacks optimizer/momentum_buffer."),  # never resumed with that momentum silently reset to zero
 ])
 def test_a_damaged_or_edited_checkpoint_is_one_line(finished_run, data_dir, tmp_path, edit, message):
     out = edited(finished_run, tmp_path, edit)
     result = train("--resume", "--out", out, "--backend", BACKEND, "--data-dir", data_dir)
     [error] = error_lines(result.output)
     assert result.exit_code == 1 and message in error and "checkpoint.npz" in error
+
+
+def test_a_checkpoint_missing_a_momentum_buffer_is_refused_by_name(finished_run, data_dir, tmp_path):
+    names = [name for name in np.load(finished_run / "checkpoint.npz") if name.startswith("optimizer/")]
+    assert names  # the run took steps with momentum: every trainable parameter has a buffer
+    out = edited(finished_run, tmp_path, lambda a, m: a.pop(names[-1]))
+    result = train("--resume", "--out", out, "--backend", BACKEND, "--data-dir", data_dir)
+    [error] = error_lines(result.output)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"lacks {names[-1]} (the momentum of " in said
+    assert "resuming would restart that momentum at zero" in said and "put back the run's checkpoint" in said
+
+
+def test_random_bytes_in_a_checkpoint_say_corrupt_not_allow_pickle(finished_run, data_dir, tmp_path):
+    out = copy_of(finished_run, tmp_path)
+    (out / "checkpoint.npz").write_bytes(np.random.default_rng(0).bytes(4096))  # numpy reads it as a pickle
+    for result in (train("--resume", "--out", str(out), "--backend", BACKEND, "--data-dir", data_dir),
+                   CliRunner().invoke(main, ["eval", str(out / "checkpoint.npz"), "--data-dir", data_dir])):
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and len(error_lines(result.output)) == 1, result.output
+        assert "is not a readable minibn checkpoint: the file is corrupt" in said and "pickle" not in said
 
 
 def test_edited_metadata_that_matches_the_folder_but_not_the_arrays(finished_run, data_dir, tmp_path):
