@@ -120,6 +120,9 @@ def _acquire(folder: Path, create: bool) -> _Lock:
         lock.write_holder()
     except OSError as error:
         lock.release()
+        if os.path.isdir(folder / LOCK_NAME):
+            raise RunFolderError(f"{folder / LOCK_NAME} is a folder, where minibn writes who is writing the "
+                                 f"run; delete it") from None
         raise _cannot_write(folder, error) from None
     return lock
 

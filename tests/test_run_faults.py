@@ -115,6 +115,14 @@ def test_a_lock_file_that_is_a_link_or_a_fifo_is_replaced_not_followed(data_dir,
     assert victim.read_text() == "a student's work" and not (out / ".lock").exists()
 
 
+def test_a_lock_that_is_a_folder_is_one_line(data_dir, tmp_path):
+    out = tmp_path / "run"
+    (out / ".lock").mkdir(parents=True)
+    result = train(*TINY, "--epochs", "1", "--data-dir", data_dir, "--out", str(out))
+    [error] = error_lines(result.output)
+    assert result.exit_code == 1 and f"{out / '.lock'} is a folder" in " ".join(result.output.split())
+
+
 def test_sweep_refuses_an_interrupted_run_of_other_settings(data_dir, tmp_path, monkeypatch):
     def sweep(batch_size):
         return CliRunner().invoke(main, ["sweep", "--backend", BACKEND, "--depths", "8", "--modes", "bn", "--epochs",

@@ -176,5 +176,13 @@ def test_devices_without_any_usable_gpu_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     result = sweep("--depths", "8", "--data", "sample", "--devices", "0", "--out", str(tmp_path / "sweep"))
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "--devices needs CuPy and a CUDA device, and none is usable here" in said(result) \
+    assert "--devices: CuPy and a CUDA device are needed, and none is usable here" in said(result) \
         or "no CUDA device is visible here" in said(result)
+
+
+def test_jobs_on_cupy_without_a_gpu_is_one_line_before_any_worker_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU on any machine
+    monkeypatch.setattr(minibn.launch.local, "run_in_processes", None)  # calling it would fail
+    result = sweep("--depths", "8", "--data", "sample", "--backend", "cupy", "--jobs", "2",
+                   "--out", str(tmp_path / "sweep"))
+    assert result.exit_code == 1 and "Error: --backend cupy: " in result.output and "Traceback" not in result.output

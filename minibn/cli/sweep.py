@@ -154,7 +154,8 @@ def check_devices(devices: list[int], backend_name: str | None) -> list[str]:
     try:
         return worker_devices(devices, visible_device_count(), inherited_devices())
     except DeviceError as error:
-        raise click.UsageError(str(error)) from None
+        raise click.UsageError(f"--devices: {error}" if not str(error).startswith("--devices") else str(error)) \
+            from None
 
 
 def check_launcher_options(launcher, status, **given):
@@ -222,12 +223,17 @@ def workers_backend(backend_name: str | None) -> str:
     visible, asked of a child process (minibn.launch.devices), so that this one makes no CUDA context."""
     from minibn.launch.devices import DeviceError, visible_device_count
     name = backend_name or os.environ.get("MINIBN_BACKEND") or "auto"
-    if name != "auto":
+    if name == "numpy":
         return name
     try:
-        return "cupy" if visible_device_count() > 0 else "numpy"
-    except DeviceError:
-        return "numpy"
+        count = visible_device_count()
+    except DeviceError as error:
+        if name == "auto":
+            return "numpy"
+        raise click.ClickException(f"--backend cupy: {error}") from None  # said once, not by every worker
+    if name == "cupy" and count == 0:
+        raise click.ClickException("--backend cupy: no CUDA device is visible here")
+    return "cupy" if count > 0 else "numpy"
 
 
 def run_on_slurm(root, depths, modes, seeds, config, backend_name, data_dir, tensorboard, threads, slurm):

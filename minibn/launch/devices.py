@@ -47,7 +47,7 @@ def visible_device_count() -> int:
         raise DeviceError(f"could not count the GPUs ({error})") from None
     answer = (result.stdout.strip().splitlines() or [f"exit {result.returncode}"])[-1]
     if not answer.isdigit():
-        raise DeviceError(f"--devices needs CuPy and a CUDA device, and none is usable here ({answer[:300]})")
+        raise DeviceError(f"CuPy and a CUDA device are needed, and none is usable here ({answer[:300]})")
     return int(answer)
 
 
