@@ -1,7 +1,9 @@
 """`minibn sweep`: the depth x mode x seed grid, run here (one at a time or N processes) or on Slurm.
 
 Either way a finished run is skipped, an unfinished one resumes from its checkpoint, and the
-finished runs are collected into results.csv, results.md and accuracy_vs_depth.png (minibn.launch).
+grid's finished runs are collected into results.csv, results.md and accuracy_vs_depth.png
+(minibn.launch; any other run folder under --out is named and left out). The sweep exits 1 when a
+run failed or stopped: running it again resumes them.
 """
 from __future__ import annotations
 

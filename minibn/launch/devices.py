@@ -39,7 +39,7 @@ def inherited_devices(environ=os.environ) -> list[str] | None:
 
 
 def visible_device_count() -> int:
-    """How many CUDA devices this process may use, asked of a child process (DeviceError if none can be)."""
+    """How many CUDA devices this process may use, asked of a child process (DeviceError if it cannot tell)."""
     try:
         result = subprocess.run([sys.executable, "-c", _COUNT], capture_output=True, text=True,
                                 timeout=COUNT_SECONDS, stdin=subprocess.DEVNULL)
@@ -48,7 +48,8 @@ def visible_device_count() -> int:
     answer = (result.stdout.strip().splitlines() or [f"exit {result.returncode}"])[-1]
     if not answer.isdigit():
         raise DeviceError(f"CuPy and a CUDA device are needed, and none is usable here ({answer[:300]})")
-    return int(answer)
+    inherited = inherited_devices()  # CUDA hides the others; say so here too, whatever answered
+    return int(answer) if inherited is None else min(int(answer), len(inherited))
 
 
 def worker_devices(indices: list[int], count: int, inherited: list[str] | None) -> list[str]:
