@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import numpy as np
 from minibn.backend import to_host
 from minibn.files import write_text_atomically
 from minibn.nn import BatchNorm2d, Module
-from minibn.runs import read_records
+from minibn.runs import read_records, read_small_json
 
 THRESHOLDS = (0.01, 0.05, 0.1)
 PAPER_THRESHOLD = 0.05  # the paper counts a gamma as switched off when |gamma| < 0.05
@@ -117,8 +116,7 @@ def collect_results(root: Path) -> list[dict]:
 def result_row(run: Path) -> dict:
     """The results row of a finished run folder; ValueError naming it if its files cannot be read."""
     try:
-        summary = json.loads((run / "summary.json").read_text())
-        config = json.loads((run / "config.json").read_text())
+        summary, config = read_small_json(run / "summary.json"), read_small_json(run / "config.json")
         return {"depth": summary["depth"], "train": summary["train"], "seed": config["seed"],
                 "epochs": summary["epochs"], "train_images": config["train_images"],
                 "test_images": config["test_images"], "best_test_acc": summary["best_test_acc"],

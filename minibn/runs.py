@@ -268,10 +268,20 @@ def write_json(path: Path, value: dict) -> None:
 
 
 # ---- comparing configs ------------------------------------------------------------------------
+def read_small_json(path: Path, limit: int = 1 << 20):
+    """A JSON file of at most ``limit`` bytes (a run's config or summary is a few kB; a stray 40 GB file is not
+    read): ValueError naming it if it is larger or not JSON, OSError if it cannot be read."""
+    with open(path, "rb") as file:
+        text = file.read(limit + 1)
+    if len(text) > limit:
+        raise ValueError(f"{path} is over {limit >> 20} MiB: not a file minibn wrote")
+    return json.loads(text)
+
+
 def read_config(folder: Path) -> dict:
     """A run's config.json, or {} if it is missing or unreadable (a resumed run rewrites it)."""
     try:
-        value = json.loads((Path(folder) / "config.json").read_text())
+        value = read_small_json(Path(folder) / "config.json")
         return value if isinstance(value, dict) else {}
     except (OSError, ValueError):
         return {}

@@ -36,6 +36,9 @@ def test_a_foreign_run_folder_is_left_out_and_named(tmp_path):
                                         "--epochs", "1", "--data", "sample", "--subset", "64", "--test-subset", "32",
                                         "--out", str(out / "my-quick-try")])  # ResNet-8, bn, seed 0, too
     assert foreign.exit_code == 0, foreign.output
+    (out / "stray").mkdir()
+    with open(out / "stray" / "config.json", "wb") as sparse:  # 40 GB that take no disk: never read whole
+        sparse.truncate(40 << 30)
     result = sweep(*ONE, "--out", str(out))
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -43,6 +46,7 @@ def test_a_foreign_run_folder_is_left_out_and_named(tmp_path):
     assert "| 8 | bn | 1 | 2 | 200 |" in (out / "results.md").read_text()  # one seed, not averaged with it
     assert "left out of the results: my-quick-try, not a run of this grid (depth 8, train bn, seed 0, epochs 1, " \
            "train_images 64)" in said(result)
+    assert "left out of the results: stray, not a run of this grid (no readable config.json)" in said(result)
 
 
 def test_a_run_that_stops_makes_the_sweep_exit_1(tmp_path, monkeypatch):

@@ -82,14 +82,18 @@ def grid_results(specs: list[RunSpec], root: Path) -> tuple[list[dict], list[tup
     grid = {spec.name: spec for spec in specs}
     rows, left_out = [], []
     for folder in sorted(Path(root).iterdir(), key=lambda p: p.name):
-        if not folder.is_dir() or not any((folder / name).exists() for name in RUN_FILES):
-            continue  # logs/, slurm/, results.md...
+        try:
+            if not folder.is_dir() or not any((folder / name).exists() for name in RUN_FILES):
+                continue  # logs/, slurm/, results.md...
+        except OSError as error:  # a folder we may not look into
+            left_out.append((folder.name, f"cannot be read ({error.strerror})"))
+            continue
         spec = grid.get(folder.name)
         if spec is None:
             config = read_config(folder)
             what = ", ".join(f"{key} {config[key]}" for key in ("depth", "train", "seed", "epochs", "train_images")
                              if key in config)
-            left_out.append((folder.name, f"not a run of this grid ({what or 'no config.json'})"))
+            left_out.append((folder.name, f"not a run of this grid ({what or 'no readable config.json'})"))
         elif not finished(spec):
             continue  # the table shows finished runs; --status shows the others
         elif other := other_settings(spec):
