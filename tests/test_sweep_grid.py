@@ -65,6 +65,18 @@ def test_a_run_that_stops_makes_the_sweep_exit_1(tmp_path, monkeypatch):
     assert [row["run"] for row in csv.DictReader(open(out / "results.csv"))] == ["resnet8-output-seed0"]
 
 
+@processes_once
+def test_a_worker_that_fails_makes_the_sweep_exit_1(tmp_path):
+    out = tmp_path / "sweep"
+    (out / "resnet8-bn-seed0").mkdir(parents=True)
+    (out / "resnet8-bn-seed0" / "checkpoint.npz").write_bytes(b"not a checkpoint")  # its worker stops at once
+    result = sweep(*[*ONE[:4], "--modes", "bn,output", *ONE[6:]], "--jobs", "2", "--out", str(out))
+    assert result.exit_code == 1 and "1 of 2 runs failed or stopped (resnet8-bn-seed0)" in said(result)
+    assert "resnet8-bn-seed0 stopped (exit 1)" in said(result) and "is not a readable minibn checkpoint" \
+        in said(result)
+    assert [row["run"] for row in csv.DictReader(open(out / "results.csv"))] == ["resnet8-output-seed0"]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_a_runs_last_evaluation_stops_the_sweep(tmp_path, monkeypatch, signum):
     real_evaluate, calls = minibn.train.evaluate, []
