@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 
 import numpy as np
 
 from minibn.backend import to_host
+from minibn.files import write_text_atomically
 from minibn.nn import BatchNorm2d, Module
-from minibn.runs import read_records
+from minibn.runs import read_records, read_small_json
 
 THRESHOLDS = (0.01, 0.05, 0.1)
 PAPER_THRESHOLD = 0.05  # the paper counts a gamma as switched off when |gamma| < 0.05
@@ -107,31 +108,33 @@ def plot_gamma_histogram(groups: dict[str, np.ndarray], title: str, out: Path) -
 
 
 def collect_results(root: Path) -> list[dict]:
-    """One row per finished run under ``root`` (folders with summary.json)."""
-    rows = []
-    for summary_path in sorted(Path(root).glob("*/summary.json")):
-        try:
-            summary = json.loads(summary_path.read_text())
-            config = json.loads((summary_path.parent / "config.json").read_text())
-        except (OSError, ValueError) as error:
-            raise ValueError(f"cannot read the run {summary_path.parent}: {error}") from None
-        rows.append({"depth": summary["depth"], "train": summary["train"], "seed": config["seed"],
-                     "epochs": summary["epochs"], "train_images": config["train_images"],
-                     "test_images": config["test_images"], "best_test_acc": summary["best_test_acc"],
-                     "final_test_acc": summary["final_test_acc"],
-                     "trainable": summary["trainable_parameters"],
-                     "gamma_below_0.1": summary["gamma_below"]["0.1"], "seconds": summary["train_seconds"],
-                     "run": summary_path.parent.name})
-    return rows
+    """One row per finished run under ``root`` (folders with summary.json); `minibn sweep` keeps only its
+    grid's runs (minibn.launch.runs.grid_results)."""
+    return [result_row(summary_path.parent) for summary_path in sorted(Path(root).glob("*/summary.json"))]
+
+
+def result_row(run: Path) -> dict:
+    """The results row of a finished run folder; ValueError naming it if its files cannot be read."""
+    try:
+        summary, config = read_small_json(run / "summary.json"), read_small_json(run / "config.json")
+        return {"depth": summary["depth"], "train": summary["train"], "seed": config["seed"],
+                "epochs": summary["epochs"], "train_images": config["train_images"],
+                "test_images": config["test_images"], "best_test_acc": summary["best_test_acc"],
+                "final_test_acc": summary["final_test_acc"], "trainable": summary["trainable_parameters"],
+                "gamma_below_0.1": summary["gamma_below"]["0.1"], "seconds": summary["train_seconds"],
+                "run": run.name}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"cannot read the run {run}: {error}") from None
 
 
 def write_results(rows: list[dict], root: Path) -> tuple[Path, Path]:
     """results.csv and results.md (mean over seeds, with the paper's numbers beside ours)."""
     csv_path, md_path = root / "results.csv", root / "results.md"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(csv_path, table.getvalue())
     lines = ["| depth | train | seeds | epochs | train images | final test acc (%) | gammas below 0.1 in abs "
              "| paper (160 epochs, full data) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -142,7 +145,7 @@ def write_results(rows: list[dict], root: Path) -> tuple[Path, Path]:
         lines.append(f"| {depth} | {mode} | {len(group)} | {group[0]['epochs']} | {group[0]['train_images']} | "
                      f"{np.mean(accs):.1f}{spread} | {np.mean([r['gamma_below_0.1'] for r in group]):.1%} | "
                      f"{'' if paper is None else f'about {paper:g}'} |")
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text_atomically(md_path, "\n".join(lines) + "\n")
     return csv_path, md_path
 
 

@@ -50,7 +50,8 @@ def check_config(config: TrainConfig) -> None:
     wrong = {"depth": config.depth not in range(8, 10_001, 6), "width": config.width < 1,
              "train": config.train not in MODES, "epochs": config.epochs < 1, "batch_size": config.batch_size < 2,
              "lr": config.lr <= 0, "momentum": not 0 <= config.momentum < 1, "weight_decay": config.weight_decay < 0,
-             "schedule": config.schedule not in SCHEDULES, "warmup_epochs": config.warmup_epochs < 0,
+             "schedule": config.schedule not in SCHEDULES,
+             "warmup_epochs": not 0 <= config.warmup_epochs <= config.epochs,
              "seed": config.seed < 0, "data": config.data not in ("auto", "cifar10", "sample"),
              "subset": (config.subset or 2) < 2, "test_subset": (config.test_subset or 1) < 1,
              "eval_batch_size": config.eval_batch_size < 1}
@@ -93,6 +94,15 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
     """(meta, model state, optimizer state); ValueError with the file name if it is unreadable."""
     try:
         arrays = load(str(path))
+    except FileNotFoundError:
+        raise ValueError(f"no checkpoint at {path}") from None
+    except OSError as error:
+        raise ValueError(f"cannot read {path} ({error.strerror})") from None
+    except Exception:  # numpy's own words ("... when allow_pickle=False") would suggest the wrong remedy
+        raise ValueError(f"{path} is not a readable minibn checkpoint: the file is corrupt, or not the .npz of "
+                         f"arrays that minibn train writes; put back the run's checkpoint, or start the run "
+                         f"again") from None
+    try:
         meta = json.loads(str(arrays.pop("meta")))
         check_config(TrainConfig(**meta["config"]))
         progress = Progress(**meta["progress"])
@@ -101,8 +111,6 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
         if not all(type(v) in (int, float) and 0 <= v < math.inf for v in numbers) \
                 or not all(type(v) is int for v in counts) or not isinstance(meta.get("lr_changes", []), list):
             raise ValueError(f"progress {meta['progress']} is not a run's progress")
-    except FileNotFoundError:
-        raise ValueError(f"no checkpoint at {path}") from None
     except Exception as error:
         raise ValueError(f"{path} is not a readable minibn checkpoint ({type(error).__name__}: {error})") from None
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
@@ -132,8 +140,12 @@ def model_from_checkpoint(path: Path) -> tuple[Module, dict]:
 
 
 def restore(path: Path, config: TrainConfig, model: Module, model_state: dict, optimizer: SGD | None = None,
-            optim_state: dict | None = None) -> None:
-    """Load a checkpoint's arrays into the model (and optimizer); ValueError naming the file if they do not fit."""
+            optim_state: dict | None = None, steps_done: int = 0) -> None:
+    """Load a checkpoint's arrays into the model (and optimizer); ValueError naming the file if they do not fit.
+
+    After ``steps_done`` > 0 steps with momentum, every trainable parameter has a momentum buffer: a checkpoint
+    that lacks one is refused by name (loading it would restart that parameter's momentum at zero, silently).
+    """
     try:
         model.load_state_dict(model_state)
         if optimizer is not None:
@@ -142,3 +154,11 @@ def restore(path: Path, config: TrainConfig, model: Module, model_state: dict, o
         raise ValueError(f"{path} does not fit the ResNet-{config.depth} (width {config.width}, training "
                          f"{config.train}) its metadata describes: {error.args[0]}; the file is damaged or "
                          f"was edited") from None
+    if optimizer is not None and steps_done > 0 and config.momentum > 0:
+        names = {f"momentum_buffer.{i}": name for i, (name, p) in enumerate(model.named_parameters())
+                 if p.requires_grad}
+        if missing := [key for key in names if key not in optim_state]:
+            raise ValueError(f"{path} lacks optimizer/{missing[0]} (the momentum of {names[missing[0]]})"
+                             + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                             + f" after {steps_done} steps: resuming would restart that momentum at zero; the "
+                             f"file is damaged or was edited: put back the run's checkpoint, or start the run again")

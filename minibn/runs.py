@@ -1,10 +1,13 @@
 """Run folders: one writer at a time, and a metrics log that is never left torn.
 
 A run folder is locked while a process writes it: ``run_folder_lock`` takes an exclusive
-``flock`` on ``<folder>/.lock`` and writes who holds it (pid, host, command) into that file,
-so a second writer is refused with a message that names the first. The kernel drops the
-lock when the process ends, however it ends (Ctrl-C, crash, SIGKILL): a lock is never stale.
-On NFS, Linux maps flock to the server's POSIX locks, so two machines are kept apart too.
+``flock`` on the folder itself and writes who holds it (pid, host, command) into ``.lock``, so
+a second writer is refused with a message that names the first. The lock is the folder, not the
+file: deleting ``.lock``, or replacing it by a link, lets no second writer in, and ``.lock`` is
+only ever replaced (renamed over), never opened through a link. The kernel drops the lock when
+the process ends, however it ends (Ctrl-C, crash, SIGKILL): a lock is never stale. On NFS, which
+cannot flock a folder, ``.lock`` itself is locked (opened without following a link), and Linux
+maps that flock to the server's POSIX locks, so two machines are kept apart too.
 
 metrics.jsonl is appended by rewriting it whole (files.atomic_write): a full disk fails the
 write, not the file. A torn last line (left by another writer, or an older minibn) is left out
@@ -17,10 +20,11 @@ import datetime
 import json
 import os
 import socket
+import stat
 import sys
 from pathlib import Path
 
-from minibn.files import TEMP_PREFIX, write_text_atomically
+from minibn.files import TEMP_PREFIX, atomic_write, write_text_atomically
 
 try:
     import fcntl
@@ -54,51 +58,115 @@ def run_folder_lock(folder: Path, create: bool = True):
         finally:
             _held[key] -= 1
         return
-    fd, created = _acquire(Path(folder), create)
+    lock = _acquire(Path(folder), create)
     _held[key] = 1
     try:
         yield folder
     finally:
         del _held[key]
-        _release(Path(folder), fd, created)
+        lock.release()
 
 
-def _acquire(folder: Path, create: bool) -> tuple[int, bool]:
-    """(open lock file, whether the folder was created); RunFolderError if it is held or cannot be written."""
+class _Lock:
+    """A held lock: ``fd`` is the locked folder (or, on NFS, the locked .lock file)."""
+
+    def __init__(self, folder: Path, fd: int | None, on_file: bool, created: bool):
+        self.folder, self.fd, self.on_file, self.created = folder, fd, on_file, created
+
+    def write_holder(self) -> None:
+        """Say who holds the lock in .lock; OSError if the folder cannot be written."""
+        me = (json.dumps(_me()) + "\n").encode()
+        if self.on_file:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, me, 0)
+            atomic_write(self.folder / f"{TEMP_PREFIX}probe", lambda file: None)  # every file goes through one
+            os.unlink(self.folder / f"{TEMP_PREFIX}probe")
+        else:  # a new file renamed over .lock: whatever was there (a link, a fifo) is replaced, never opened
+            atomic_write(self.folder / LOCK_NAME, lambda file: file.write(me))
+
+    def release(self) -> None:
+        try:
+            if self.created and os.listdir(self.folder) == [LOCK_NAME]:
+                os.unlink(self.folder / LOCK_NAME)
+                os.rmdir(self.folder)
+            elif self.on_file:
+                os.ftruncate(self.fd, 0)  # nobody holds it now; the file stays, as other processes may hold it open
+            else:
+                os.unlink(self.folder / LOCK_NAME)
+        except OSError:
+            pass
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)  # drops the flock
+
+
+def _acquire(folder: Path, create: bool) -> _Lock:
+    """The folder's lock, held; RunFolderError if another process holds it or the folder cannot be written."""
     created = False
-    while True:  # again only if the holder we met removed its empty folder as we opened the lock file
+    while True:  # again only if the holder we met removed its empty folder as we locked it
         if create:
             created = _make_folder(folder) or created
-        try:
-            fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
-        except FileNotFoundError:
-            raise RunFolderError(f"there is no run folder {folder}") from None
-        except OSError as error:
-            raise _cannot_write(folder, error) from None
+        elif not folder.is_dir():
+            raise RunFolderError(f"there is no run folder {folder}")
         if fcntl is None:
-            return fd, created
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            holder = _holder(fd)
-            os.close(fd)
-            if isinstance(error, BlockingIOError):
-                raise RunFolderError(f"{folder} is being written by {holder}; wait for it to end (or stop it), "
-                                     f"or choose another --out") from None
-            raise RunFolderError(f"cannot lock {folder / LOCK_NAME} ({error.strerror})") from None
-        if _still_there(fd, folder / LOCK_NAME):
+            lock = _Lock(folder, None, False, created)
+            break
+        fd, on_file = _locked_fd(folder)
+        if _still_there(fd, folder / LOCK_NAME if on_file else folder):
+            lock = _Lock(folder, fd, on_file, created)
             break
         os.close(fd)
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(_me()) + "\n").encode(), 0)
-        probe = folder / f"{TEMP_PREFIX}probe-{os.getpid()}"  # every file is written through a new temporary
-        probe.touch()
-        probe.unlink()
+        lock.write_holder()
     except OSError as error:
-        _release(folder, fd, created)
+        lock.release()
+        if os.path.isdir(folder / LOCK_NAME):
+            raise RunFolderError(f"{folder / LOCK_NAME} is a folder, where minibn writes who is writing the "
+                                 f"run; delete it") from None
         raise _cannot_write(folder, error) from None
-    return fd, created
+    return lock
+
+
+def _locked_fd(folder: Path) -> tuple[int, bool]:
+    """(fd, whether it is the .lock file) holding an exclusive flock on the folder.
+
+    The folder itself is locked: deleting or replacing .lock cannot let a second writer in. Where a
+    folder cannot be flocked (NFS maps flock to POSIX locks, which need a file open for writing),
+    .lock is locked instead, opened without following a link.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as error:
+        raise _cannot_write(folder, error) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd, False
+    except BlockingIOError:
+        os.close(fd)
+        raise _held_by_another(folder) from None
+    except OSError:
+        os.close(fd)
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as error:
+        raise RunFolderError(f"cannot open {folder / LOCK_NAME} ({error.strerror}); if it is a link or not "
+                             f"a file, delete it (no minibn process is writing {folder})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunFolderError(f"{folder / LOCK_NAME} is not a file; delete it")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd, True
+    except BlockingIOError:
+        os.close(fd)
+        raise _held_by_another(folder) from None
+    except OSError as error:
+        os.close(fd)
+        raise RunFolderError(f"cannot lock {folder / LOCK_NAME} ({error.strerror})") from None
+
+
+def _held_by_another(folder: Path) -> RunFolderError:
+    return RunFolderError(f"{folder} is being written by {_holder(folder)}; wait for it to end (or stop it), "
+                          f"or choose another --out")
 
 
 def _cannot_write(folder: Path, error: OSError) -> RunFolderError:
@@ -122,24 +190,11 @@ def _make_folder(folder: Path) -> bool:
 
 
 def _still_there(fd: int, path: Path) -> bool:
-    """Is the locked file still the one at ``path`` (not unlinked by the holder we waited for)?"""
+    """Is what we locked still at ``path`` (not removed by the holder we waited for)?"""
     try:
         return os.path.samestat(os.fstat(fd), os.stat(path))
     except FileNotFoundError:
         return False
-
-
-def _release(folder: Path, fd: int, created: bool) -> None:
-    try:
-        if created and os.listdir(folder) == [LOCK_NAME]:
-            os.unlink(folder / LOCK_NAME)
-            os.rmdir(folder)
-        else:
-            os.ftruncate(fd, 0)  # nobody holds it now
-    except OSError:
-        pass
-    finally:
-        os.close(fd)  # drops the flock
 
 
 def _me() -> dict:
@@ -149,11 +204,16 @@ def _me() -> dict:
             "since": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def _holder(fd: int) -> str:
-    """Who holds the lock, from what they wrote into the lock file."""
+def _holder(folder: Path) -> str:
+    """Who holds the lock, from what they wrote into .lock (read without following a link, 4 kB at most)."""
     try:
-        info = json.loads(os.pread(fd, 4096, 0))
-        return f"pid {info['pid']} on {info['host']} since {info['since']} ({info['command']})"
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            text = os.pread(fd, 4096, 0) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        finally:
+            os.close(fd)
+        info = json.loads(text)
+        return f"pid {int(info['pid'])} on {info['host']} since {info['since']} ({info['command']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 
@@ -208,10 +268,20 @@ def write_json(path: Path, value: dict) -> None:
 
 
 # ---- comparing configs ------------------------------------------------------------------------
+def read_small_json(path: Path, limit: int = 1 << 20):
+    """A JSON file of at most ``limit`` bytes (a run's config or summary is a few kB; a stray 40 GB file is not
+    read): ValueError naming it if it is larger or not JSON, OSError if it cannot be read."""
+    with open(path, "rb") as file:
+        text = file.read(limit + 1)
+    if len(text) > limit:
+        raise ValueError(f"{path} is over {limit >> 20} MiB: not a file minibn wrote")
+    return json.loads(text)
+
+
 def read_config(folder: Path) -> dict:
     """A run's config.json, or {} if it is missing or unreadable (a resumed run rewrites it)."""
     try:
-        value = json.loads((Path(folder) / "config.json").read_text())
+        value = read_small_json(Path(folder) / "config.json")
         return value if isinstance(value, dict) else {}
     except (OSError, ValueError):
         return {}

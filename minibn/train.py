@@ -80,21 +80,24 @@ def train_step(model: Module, optimizer: SGD, images, labels, lr: float):
 
 
 def run(config: TrainConfig, data: Cifar10, out: Path, resume: bool = False, console=None,
-        tensorboard: bool = False) -> dict:
+        tensorboard: bool = False, stop: StopSignals | None = None) -> dict:
     """Train (or continue training) as ``config`` says, writing the run folder ``out``. Returns the summary.
 
     ``out`` is locked for the whole run (RunFolderError if another process writes it). To resume, ``config``
     must be the checkpoint's, except ``lr``: a new learning rate applies from here on and is recorded.
     ``tensorboard``: also write TensorBoard event files into ``out`` (minibn.tensorboard_log).
+    ``stop``: the caller's StopSignals (a sweep's, for all its runs: a signal that lands after the last
+    step, as the run evaluates or saves, still stops the sweep), else the run installs its own.
     """
     from rich.console import Console
     console = console or Console(highlight=False)
     check_config(config)
     with run_folder_lock(out):
-        return _run(config, data, out, resume, console, tensorboard)
+        return _run(config, data, out, resume, console, tensorboard, stop)
 
 
-def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, tensorboard: bool) -> dict:
+def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, tensorboard: bool,
+         given_stop: StopSignals | None) -> dict:
     checkpoint = out / "checkpoint.npz"
     for name in remove_stale_temporaries(out):
         _notice(console, f"removed {out / name}, left by a save that was cut short")
@@ -125,7 +128,7 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, t
     if tensorboard:
         from minibn.tensorboard_log import EpochBoard
         board = EpochBoard(out, first_epoch=progress.epoch + 1)
-    stop = StopSignals()
+    stop = given_stop or StopSignals()
     try:
         while progress.epoch < config.epochs:
             _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console, stop)
@@ -164,7 +167,8 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, t
                   f"continue it with a smaller learning rate: minibn train --resume --out {out} {smaller}")
         raise TrainingStopped(f"{error}; {_kept(last_saved, out, advice)}") from None
     finally:
-        stop.restore()
+        if given_stop is None:
+            stop.restore()
         if board is not None:
             board.close()
 
@@ -250,7 +254,7 @@ def _resume(checkpoint: Path, config: TrainConfig, model: Module, optimizer: SGD
     if progress.epoch > saved.epochs or progress.step_in_epoch > steps_per_epoch:
         raise ValueError(f"{checkpoint}: its progress (epoch {progress.epoch}, step {progress.step_in_epoch}) "
                          f"does not fit {saved.epochs} epochs of {steps_per_epoch} steps; the file was edited")
-    restore(checkpoint, saved, model, model_state, optimizer, optim_state)
+    restore(checkpoint, saved, model, model_state, optimizer, optim_state, steps_done=progress.global_step)
     lr_changes = list(meta.get("lr_changes", []))
     if config.lr != saved.lr:
         if progress.epoch >= saved.epochs:

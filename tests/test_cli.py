@@ -1,6 +1,8 @@
 """The command line through click's test runner: help, info, gradcheck, and error handling."""
 import sys
 
+import pytest
+
 from click.testing import CliRunner
 
 from minibn.cli import main
@@ -83,3 +85,28 @@ def test_info_says_which_implementation_each_op_runs():
     if BACKEND == "numpy":
         assert flat["Conv3x3Flat"] == "fast/cpu_conv.py" and flat["BatchNormFlat"] == "fast/cpu_batchnorm.py"
         assert "Conv2d" not in flat and "BatchNorm" not in flat
+
+
+@pytest.mark.parametrize("command", ["plot", "analyze"])
+@pytest.mark.parametrize("out, message", [
+    ("", "'' is no file name with an extension; give one, e.g. curves.png"),
+    (".png", "'.png' is no file name with an extension"),
+    ("t.xyz", "matplotlib cannot write .xyz files; end the name with one of"),
+])
+def test_a_figure_name_matplotlib_cannot_write_is_a_usage_error(tmp_path, monkeypatch, command, out, message):
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "checkpoint.npz"
+    target.write_bytes(b"")  # never read: --out is checked first
+    result = run(command, str(tmp_path if command == "plot" else target), "--out", out)
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]  # no hidden .png
+
+
+def test_bench_checks_its_json_path_before_benchmarking(monkeypatch):
+    import minibn.bench
+
+    def no_benchmark(*args, **kwargs):
+        raise AssertionError("the benchmark ran before --json was checked")
+    monkeypatch.setattr(minibn.bench, "run", no_benchmark)
+    result = run("bench", "--backend", "numpy", "--json", "/proc/x.json")
+    assert result.exit_code == 2 and "cannot write /proc/x.json" in " ".join(result.output.split()), result.output

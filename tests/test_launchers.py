@@ -57,11 +57,14 @@ def test_two_jobs_give_the_numbers_of_one_at_a_time(tmp_path):
 def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path):
     out = tmp_path / "sweep"
     out.mkdir()
-    with open(out / ".lock", "a+") as held:  # as a sweep running in another process holds it
+    held = os.open(out, os.O_RDONLY)
+    try:  # as a sweep running in another process holds it: the folder locked, who holds it in .lock
         fcntl.flock(held, fcntl.LOCK_EX)
-        held.write(json.dumps({"pid": 4242, "host": "node1", "since": "today", "command": "minibn sweep"}))
-        held.flush()
+        (out / ".lock").write_text(json.dumps({"pid": 4242, "host": "node1", "since": "today",
+                                               "command": "minibn sweep"}))
         result = sweep(*GRID, "--out", str(out))
+    finally:
+        os.close(held)
     assert result.exit_code == 1 and "is being written by pid 4242 on node1" in result.output
     assert not (out / "resnet8-bn-seed0").exists()
 

@@ -77,6 +77,52 @@ def test_a_second_train_or_sweep_on_a_folder_in_use_names_the_first(data_dir, tm
     assert [r["epoch"] for r in records(out)] == list(range(1, len(records(out)) + 1))  # one writer's log
 
 
+def test_a_deleted_lock_file_lets_no_second_writer_in(data_dir, tmp_path):
+    out = tmp_path / "run"
+    common = ["--backend", BACKEND, "--batch-size", "50", "--data-dir", data_dir]
+    first = subprocess.Popen([sys.executable, "-m", "minibn", "train", "--depth", "8", "--width", "4", "--epochs",
+                              "200", *common, "--out", str(out)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoint.npz").exists():
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.05)
+        (out / ".lock").unlink()  # what a user tidying up, or a student's script, may do
+        second = subprocess.run([sys.executable, "-m", "minibn", "train", "--resume", *common, "--out", str(out)],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        assert f"{out} is being written by another process" in " ".join(second.stderr.split())
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert [r["epoch"] for r in records(out)] == list(range(1, len(records(out)) + 1))  # one writer's log
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_replaced_not_followed(data_dir, tmp_path, planted):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("a student's work")
+    out = tmp_path / "run"
+    out.mkdir()
+    if planted == "symlink":
+        (out / ".lock").symlink_to(victim)
+    else:
+        os.mkfifo(out / ".lock")  # opening it to read or write would block
+    result = train(*TINY, "--epochs", "1", "--data-dir", data_dir, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "a student's work" and not (out / ".lock").exists()
+
+
+def test_a_lock_that_is_a_folder_is_one_line(data_dir, tmp_path):
+    out = tmp_path / "run"
+    (out / ".lock").mkdir(parents=True)
+    result = train(*TINY, "--epochs", "1", "--data-dir", data_dir, "--out", str(out))
+    [error] = error_lines(result.output)
+    assert result.exit_code == 1 and f"{out / '.lock'} is a folder" in " ".join(result.output.split())
+
+
 def test_sweep_refuses_an_interrupted_run_of_other_settings(data_dir, tmp_path, monkeypatch):
     def sweep(batch_size):
         return CliRunner().invoke(main, ["sweep", "--backend", BACKEND, "--depths", "8", "--modes", "bn", "--epochs",
@@ -239,12 +285,36 @@ def edited(finished_run, tmp_path, edit) -> str:
     (lambda a, m: m["config"].update(width=8), "is not the checkpoint of the run"),
     (lambda a, m: m["progress"].update(epoch="one"), "is not a run's progress"),
     (lambda a, m: m["config"].update(lr=None), "lr None is not a finite float"),
+    (lambda a, m: m["config"].update(warmup_epochs=1e308), "warmup_epochs 1e+308 is out of range"),
+    (lambda a, m: a.pop(next(k for k in sorted(a) if k.startswith("optimizer/momentum_buffer."))),
+     "lacks optimizer/momentum_buffer."),  # never resumed with that momentum silently reset to zero
 ])
 def test_a_damaged_or_edited_checkpoint_is_one_line(finished_run, data_dir, tmp_path, edit, message):
     out = edited(finished_run, tmp_path, edit)
     result = train("--resume", "--out", out, "--backend", BACKEND, "--data-dir", data_dir)
     [error] = error_lines(result.output)
     assert result.exit_code == 1 and message in error and "checkpoint.npz" in error
+
+
+def test_a_checkpoint_missing_a_momentum_buffer_is_refused_by_name(finished_run, data_dir, tmp_path):
+    names = [name for name in np.load(finished_run / "checkpoint.npz") if name.startswith("optimizer/")]
+    assert names  # the run took steps with momentum: every trainable parameter has a buffer
+    out = edited(finished_run, tmp_path, lambda a, m: a.pop(names[-1]))
+    result = train("--resume", "--out", out, "--backend", BACKEND, "--data-dir", data_dir)
+    [error] = error_lines(result.output)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"lacks {names[-1]} (the momentum of " in said
+    assert "resuming would restart that momentum at zero" in said and "put back the run's checkpoint" in said
+
+
+def test_random_bytes_in_a_checkpoint_say_corrupt_not_allow_pickle(finished_run, data_dir, tmp_path):
+    out = copy_of(finished_run, tmp_path)
+    (out / "checkpoint.npz").write_bytes(np.random.default_rng(0).bytes(4096))  # numpy reads it as a pickle
+    for result in (train("--resume", "--out", str(out), "--backend", BACKEND, "--data-dir", data_dir),
+                   CliRunner().invoke(main, ["eval", str(out / "checkpoint.npz"), "--data-dir", data_dir])):
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and len(error_lines(result.output)) == 1, result.output
+        assert "is not a readable minibn checkpoint: the file is corrupt" in said and "pickle" not in said
 
 
 def test_edited_metadata_that_matches_the_folder_but_not_the_arrays(finished_run, data_dir, tmp_path):

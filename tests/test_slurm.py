@@ -48,9 +48,9 @@ def on_cluster(cluster, monkeypatch):
     return cluster
 
 
-def sweep(*args):
+def sweep(*args, exit_code=0):
     result = CliRunner().invoke(main, ["sweep", *GRID, *args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
     return result.output
 
 
@@ -101,8 +101,9 @@ def test_the_time_limit_warning_saves_a_checkpoint(on_cluster, tmp_path):
     out = tmp_path / "slurm"
     # SIGUSR1 170 s before a 3-minute limit: about 10 s in (Slurm checks time limits every 30 s or so)
     output = sweep("--depths", "8", "--modes", "bn", "--epochs", "2000", "--launcher", "slurm", "--time", "3",
-                   "--sbatch", "signal=USR1@170", "--out", str(out), "--wait")
+                   "--sbatch", "signal=USR1@170", "--out", str(out), "--wait", exit_code=1)  # a run stopped: 1
     assert "1 failed" in output and "interrupted in epoch" in output, output
+    assert "1 of 1 runs failed (see the note column)" in " ".join(output.split())
     assert '#SBATCH --signal=USR1@170' in "".join(p.read_text() for p in (out / "slurm").glob("*_submission.sh"))
     meta, _, _ = read_checkpoint(out / "resnet8-bn-seed0" / "checkpoint.npz")
     assert 0 < meta["progress"]["epoch"] < 2000

@@ -109,6 +109,15 @@ def test_resume_refuses_a_different_option(data_dir, tmp_path):
     assert train(*TINY, "--epochs", "1", "--data-dir", data_dir, "--out", out).exit_code == 0
     result = train("--resume", "--out", out, "--depth", "14", "--data-dir", data_dir)
     assert result.exit_code == 2 and "--depth 14 differs" in result.output
+    result = train("--resume", "--out", out, "--train", "all", "--data-dir", data_dir)
+    assert result.exit_code == 2 and "--train all differs from the run being resumed (bn)" in result.output
+
+
+def test_a_warmup_longer_than_the_run_is_a_usage_error(tmp_path):
+    result = train(*TINY, "--warmup-epochs", "1e308", "--data", "sample", "--out", str(tmp_path / "run"))
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "--warmup-epochs 1e+308 is longer than the run (--epochs 2)" in said
+    assert not (tmp_path / "run").exists()
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
@@ -174,6 +183,27 @@ def test_out_of_memory_suggests_a_smaller_batch(data_dir, tmp_path, monkeypatch)
     monkeypatch.setattr(minibn.train, "run", out_of_memory)
     result = train(*TINY, "--data-dir", data_dir, "--out", str(tmp_path / "run"))
     assert result.exit_code == 1 and "try --batch-size 25" in result.output
+    result = train(*TINY, "--batch-size", "2", "--data-dir", data_dir, "--out", str(tmp_path / "run2"))
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "out of memory even at batch size 2, the smallest there is" in said
+    assert "--batch-size" not in said and "--backend numpy" in said
+
+
+def test_out_of_memory_when_resuming_or_evaluating(data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert train(*TINY, "--epochs", "1", "--data-dir", data_dir, "--out", str(out)).exit_code == 0
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(minibn.train, "run", out_of_memory)
+    monkeypatch.setattr(minibn.train, "evaluate", out_of_memory)
+    result = train("--resume", "--out", str(out), "--data-dir", data_dir)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "out of memory at batch size 50, which a resumed run keeps" in said
+    for size, advice in (("4", "try --batch-size 2"), ("1", "out of memory even at batch size 1, the smallest")):
+        result = CliRunner().invoke(main, ["eval", str(out / "checkpoint.npz"), "--data-dir", data_dir,
+                                           "--batch-size", size])
+        assert result.exit_code == 1 and advice in " ".join(result.output.split()), result.output
 
 
 def test_a_crash_while_saving_leaves_the_old_checkpoint_whole(data_dir, tmp_path, monkeypatch):

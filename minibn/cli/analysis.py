@@ -9,10 +9,27 @@ from rich.table import Table
 from minibn.cli.common import backend_option, console, main, select_backend
 
 
+def figure_file(ctx, param, value):
+    """--out of a figure: a file name with an extension matplotlib writes (.png, .pdf, .svg...), checked before
+    any work. An empty name would be saved as a hidden ".png", and an unknown extension fails after the work."""
+    if value is None:
+        return value
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = FigureCanvasBase.get_supported_filetypes()
+    path = Path(value)
+    if not path.suffix:  # also "" and ".png", whose suffix is ""
+        raise click.BadParameter(f"{value!r} is no file name with an extension; give one, e.g. curves.png")
+    if path.suffix[1:].lower() not in formats:
+        raise click.BadParameter(f"matplotlib cannot write {path.suffix} files; end the name with one of "
+                                 f"{', '.join('.' + f for f in sorted(formats))}")
+    return value
+
+
 @main.command()
 @backend_option
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", default="curves.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default="curves.png", show_default=True, type=click.Path(dir_okay=False),
+              callback=figure_file, help="The figure: .png, .pdf, .svg...")
 def plot(backend_name, runs, out):
     """Draw test accuracy and training loss per epoch for one or more run folders."""
     from minibn.analysis import plot_curves
@@ -30,7 +47,8 @@ def plot(backend_name, runs, out):
 @main.command()
 @backend_option
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), help="Histogram PNG [default: beside the checkpoint].")
+@click.option("--out", type=click.Path(dir_okay=False), callback=figure_file,
+              help="The histogram: .png, .pdf, .svg... [default: gamma_histogram.png beside the checkpoint].")
 def analyze(backend_name, checkpoint, out):
     """Report BatchNorm gamma statistics of a checkpoint: fractions near zero per stage, and a histogram."""
     from minibn.analysis import THRESHOLDS, fraction_below, gamma_by_stage, plot_gamma_histogram

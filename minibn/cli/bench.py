@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import click
 from rich.table import Table
 
 from minibn import backend, fast
 from minibn.cli.common import (backend_option, check_depth, console, device_description, fast_path_options, main,
-                               select_backend)
+                               select_backend, writable_file)
+from minibn.files import write_text_atomically
 from minibn.models import MODES
 
 
@@ -30,7 +30,8 @@ from minibn.models import MODES
 @click.option("--profile", is_flag=True, help="Show where a step's time goes, op by op (synchronizes each op).")
 @fast_path_options
 @click.option("--threads", type=click.IntRange(min=1), help="Threads of the fast CPU path [default: the cores].")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results to this file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), callback=writable_file,
+              help="Also write the results to this file (checked before the benchmark runs).")
 def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats, warmup, compare, math_mode,
           profile, use_kernels, use_fast_cpu, threads, json_path):
     """Time the training step (forward, backward, SGD) and evaluation on synthetic CIFAR-shaped data."""
@@ -107,8 +108,11 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
                   "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts, "device_ops": device_ops,
                   "profile": [{"op": op, "implementation": where, "phase": phase, "ms": ms, "calls": calls}
                               for op, where, phase, ms, calls in profile_rows]}
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(record, indent=2) + "\n")
+        try:
+            write_text_atomically(json_path, json.dumps(record, indent=2) + "\n")
+        except OSError as error:  # e.g. the disk filled during the benchmark
+            raise click.ClickException(f"cannot write {json_path} ({error.strerror}); the results are printed "
+                                       f"above") from None
 
 
 def device_operations(depth: int, mode: str, batch_size: int, eval_batch_size: int) -> dict | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import tempfile
 from pathlib import Path
 
 import click
@@ -146,6 +147,36 @@ def data_folder(data: str, data_dir: str | None, purpose: str = "training") -> P
 
 def gpu_memory_error(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+
+
+def out_of_memory(batch_size: int, smallest: int, resumed: bool = False) -> click.ClickException:
+    """The one-line error for running out of memory at ``batch_size``, with advice that can work: half the
+    batch while there is a smaller one (``smallest``: 2 to train, as BatchNorm needs 2 images; 1 to evaluate),
+    else a smaller model or the CPU. A resumed run keeps its batch size."""
+    if resumed:
+        return click.ClickException(f"out of memory at batch size {batch_size}, which a resumed run keeps; free "
+                                    f"memory (close other programs on this device), or start a new run with "
+                                    f"--batch-size {max(batch_size // 2, smallest)}")
+    if batch_size > smallest:
+        return click.ClickException(f"out of memory at batch size {batch_size}; try --batch-size "
+                                    f"{max(batch_size // 2, smallest)}")
+    return click.ClickException(f"out of memory even at batch size {batch_size}, the smallest there is; use a "
+                                f"smaller model (--depth, --width), free memory on this device, or compute on the "
+                                f"CPU (--backend numpy)")
+
+
+def writable_file(ctx, param, value):
+    """A click callback for an output file: say now, before any work, if it cannot be written there."""
+    if value is None:
+        return value
+    folder = Path(value).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-"):
+            pass
+    except OSError as error:
+        raise click.BadParameter(f"cannot write {value} ({error.strerror}); choose another path") from None
+    return value
 
 
 def require_tensorboard_writer(ctx, param, value):

@@ -1,22 +1,22 @@
 """`minibn sweep`: the depth x mode x seed grid, run here (one at a time or N processes) or on Slurm.
 
 Either way a finished run is skipped, an unfinished one resumes from its checkpoint, and the
-finished runs are collected into results.csv, results.md and accuracy_vs_depth.png (minibn.launch).
+grid's finished runs are collected into results.csv, results.md and accuracy_vs_depth.png
+(minibn.launch; any other run folder under --out is named and left out). The sweep exits 1 when a
+run failed or stopped: running it again resumes them.
 """
 from __future__ import annotations
 
 import os
 import time
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
 from minibn import backend
 from minibn.cli.common import backend_option, check_depth, console, data_folder, main, select_backend, tensorboard_option
+from minibn.cli.sweep_results import report_results, show_status
 from minibn.launch.runs import finished, plan
 from minibn.models import MODES
 
@@ -113,7 +113,7 @@ def sweep(backend_name, depths, modes, seeds, epochs, batch_size, width, data, d
         show_status(plan(root, depths, modes, seeds, config, "auto", None, None, False))
         return
     if devices:
-        check_devices(devices, backend_name)
+        devices = check_devices(devices, backend_name)  # the CUDA_VISIBLE_DEVICES of each worker
     from minibn.runs import RunFolderError, run_folder_lock
     refuse_other_settings(plan(root, depths, modes, seeds, config, "auto", None, None, False))
     try:
@@ -130,31 +130,33 @@ def sweep(backend_name, depths, modes, seeds, epochs, batch_size, width, data, d
 def refuse_other_settings(specs) -> None:
     """UsageError if a run folder of the grid holds a run (finished or not) of other settings than asked:
     a sweep never mixes runs of other settings (train --resume refuses them likewise)."""
-    from minibn.runs import differences, read_config
-    from minibn.train import TrainConfig
+    from minibn.launch.runs import other_settings
     for spec in specs:
         folder = Path(spec.folder)
         if not ((folder / "checkpoint.npz").exists() or (folder / "summary.json").exists()):
             continue  # nothing to keep: the run starts afresh
-        saved = read_config(folder)
-        first_change = (saved.get("lr_changes") or [{}])[0]  # after `train --resume --lr`: compare the first lr
-        if isinstance(first_change, dict) and "from" in first_change:
-            saved["lr"] = first_change["from"]
-        if other := differences(saved, asdict(TrainConfig(**spec.config)), ignore=("data", "eval_batch_size")):
+        if other := other_settings(spec):
             raise click.UsageError(
                 f"{folder} holds a run with {', '.join(f'{k} {theirs}' for k, theirs, _ in other)}, but this sweep "
                 f"asks for {', '.join(f'{k} {mine}' for k, _, mine in other)}; sweep with the run's settings, or "
                 f"choose another --out (or delete {folder} to train it again)")
 
 
-def check_devices(devices: list[int], backend_name: str) -> None:
-    """--devices needs CuPy (else each run is "on GPU 0" while it trains on the CPU), and each GPU once."""
+def check_devices(devices: list[int], backend_name: str | None) -> list[str]:
+    """The CUDA_VISIBLE_DEVICES value of each worker of --devices (minibn.launch.devices): each GPU once, on
+    CuPy (else each run is "on GPU 0" while it trains on the CPU), among the GPUs this process may see."""
+    from minibn.launch.devices import DeviceError, inherited_devices, visible_device_count, worker_devices
     if len(set(devices)) < len(devices):
         raise click.UsageError(f"--devices {','.join(map(str, devices))} names a GPU twice: one run per GPU at a time")
-    select_backend(backend_name)
-    if backend.backend_name() != "cupy":
-        raise click.UsageError(f"--devices gives each run a GPU, but this sweep trains on {backend.backend_name()}; "
-                               "leave --devices out (--jobs N runs N at once on the CPU)")
+    name = backend_name or os.environ.get("MINIBN_BACKEND") or "auto"
+    if name == "numpy":
+        raise click.UsageError("--devices gives each run a GPU, but this sweep trains on numpy; leave --devices "
+                               "out (--jobs N runs N at once on the CPU)")
+    try:
+        return worker_devices(devices, visible_device_count(), inherited_devices())
+    except DeviceError as error:
+        raise click.UsageError(f"--devices: {error}" if not str(error).startswith("--devices") else str(error)) \
+            from None
 
 
 def check_launcher_options(launcher, status, **given):
@@ -180,13 +182,16 @@ def run_locally(root, depths, modes, seeds, config, backend_name, data_dir, tens
     from minibn.launch.slurm import SlurmError, queued_runs
     from minibn.launch.task import load_dataset
     from minibn.train import Interrupted
-    select_backend(backend_name)
     in_processes = bool(devices) or (jobs or 1) > 1
     jobs = jobs or (len(devices) if devices else 1)
-    if in_processes and threads is None:
-        threads = max(1, threads_from_environment() // jobs)  # the cores, shared
+    if in_processes:  # the workers compute; this process starts them and must not hold a CUDA context
+        runs_backend = "cupy" if devices else workers_backend(backend_name)
+        threads = threads or max(1, threads_from_environment() // jobs)  # the cores, shared
+    else:
+        select_backend(backend_name)
+        runs_backend = backend.backend_name()
     folder = data_folder(config["data"], data_dir)
-    specs = plan(root, depths, modes, seeds, config, backend.backend_name(), folder, threads, tensorboard)
+    specs = plan(root, depths, modes, seeds, config, runs_backend, folder, threads, tensorboard)
     try:
         on_slurm = queued_runs(specs, root)
     except SlurmError as error:
@@ -196,18 +201,40 @@ def run_locally(root, depths, modes, seeds, config, backend_name, data_dir, tens
                       f"{', '.join(sorted(on_slurm))}[/yellow]")
     todo = [spec for spec in specs if not finished(spec) and spec.name not in on_slurm]
     console.print(f"{sum(map(finished, specs))} of {len(specs)} runs finished; {len(todo)} to train on "
-                  f"{backend.backend_name()}" + (f", {jobs} at a time, {threads} threads each" if in_processes else ""))
+                  f"{runs_backend}" + (f", {jobs} at a time, {threads} threads each" if in_processes else ""))
     try:
         if in_processes:
-            run_in_processes(todo, jobs, devices, root / "logs", console)
-        elif todo:
-            run_here(todo, load_dataset(todo[0]), console)  # the data set once, for every run
+            failed = run_in_processes(todo, jobs, devices, root / "logs", console)
+        else:
+            failed = run_here(todo, load_dataset(todo[0]), console) if todo else []  # the data set once, for all
     except DataError as error:
         raise click.ClickException(str(error)) from None
     except (Interrupted, KeyboardInterrupt) as stop:
         what = str(stop) if isinstance(stop, Interrupted) else "interrupted: every running run saved a checkpoint"
         raise click.ClickException(f"{what}; run the same sweep again to go on") from None
-    report_results(root, required=True)
+    report_results(specs, root, required=not failed)
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(todo)} runs failed or stopped ({', '.join(failed)}); "
+                                   f"see why above (and in {root / 'logs'} with --jobs), fix it, then run the "
+                                   f"same sweep again: it resumes them from their checkpoints")
+
+
+def workers_backend(backend_name: str | None) -> str:
+    """The backend of the worker processes: --backend (or $MINIBN_BACKEND), and for auto, CuPy if a GPU is
+    visible, asked of a child process (minibn.launch.devices), so that this one makes no CUDA context."""
+    from minibn.launch.devices import DeviceError, visible_device_count
+    name = backend_name or os.environ.get("MINIBN_BACKEND") or "auto"
+    if name == "numpy":
+        return name
+    try:
+        count = visible_device_count()
+    except DeviceError as error:
+        if name == "auto":
+            return "numpy"
+        raise click.ClickException(f"--backend cupy: {error}") from None  # said once, not by every worker
+    if name == "cupy" and count == 0:
+        raise click.ClickException("--backend cupy: no CUDA device is visible here")
+    return "cupy" if count > 0 else "numpy"
 
 
 def run_on_slurm(root, depths, modes, seeds, config, backend_name, data_dir, tensorboard, threads, slurm):
@@ -228,10 +255,13 @@ def run_on_slurm(root, depths, modes, seeds, config, backend_name, data_dir, ten
             console.print("nothing to submit: every run is finished, pending or running")
         if slurm["wait"]:
             wait_for_queue(specs, root)
-        show_status(specs)
+        counts = show_status(specs)
     except SlurmError as error:
         raise click.ClickException(str(error)) from None
-    report_results(root, required=False)
+    report_results(specs, root, required=False)
+    if slurm["wait"] and counts["failed"]:
+        raise click.ClickException(f"{counts['failed']} of {len(specs)} runs failed (see the note column); fix "
+                                   f"the cause, then run the same sweep again: it resubmits them")
 
 
 def wait_for_queue(specs, root) -> None:
@@ -245,38 +275,3 @@ def wait_for_queue(specs, root) -> None:
         if not counts["pending"] and not counts["running"]:
             return
         time.sleep(WAIT_SECONDS)
-
-
-def show_status(specs) -> None:
-    from minibn.launch.runs import epochs_done
-    from minibn.launch.slurm import SlurmError, states
-    root = Path(specs[0].folder).parent
-    try:
-        rows = states(specs, root)
-    except SlurmError as error:
-        raise click.ClickException(str(error)) from None
-    table = Table(title=f"{root}: {len(specs)} runs")
-    for column in ("run", "state", "epochs", "job", "note"):
-        table.add_column(column, justify="right" if column == "epochs" else "left", overflow="fold")
-    for spec, state, job, note in rows:
-        color = {"finished": "green", "failed": "red", "running": "cyan"}.get(state, "")
-        table.add_row(spec.name, f"[{color}]{state}[/{color}]" if color else state,
-                      f"{epochs_done(spec)}/{spec.config['epochs']}", job, escape(note))
-    console.print(table)
-    counts = Counter(state for _, state, _, _ in rows)
-    console.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
-
-
-def report_results(root: Path, required: bool) -> None:
-    """results.csv, results.md and the figure from the finished runs under ``root``."""
-    from minibn.analysis import collect_results, plot_accuracy_vs_depth, write_results
-    rows = collect_results(root)
-    if not rows:
-        if required:
-            raise click.ClickException(f"no finished runs under {root}")
-        console.print("no finished runs yet: run the same command again later to collect them")
-        return
-    csv_path, md_path = write_results(rows, root)
-    figure = plot_accuracy_vs_depth(rows, root / "accuracy_vs_depth.png")
-    console.print(md_path.read_text())
-    console.print(f"saved {csv_path}, {md_path} and {figure}")

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from minibn import backend, fast
 from minibn.cli.common import (FiniteFloatRange, backend_option, check_depth, console, fast_path_options,
-                               gpu_memory_error, load_data, main, select_backend, tensorboard_option)
+                               gpu_memory_error, load_data, main, out_of_memory, select_backend, tensorboard_option)
 from minibn.models import MODES
 from minibn.optim import SCHEDULES
 
@@ -59,6 +59,9 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
                          warmup_epochs=warmup_epochs, seed=seed, data=data, subset=subset, test_subset=test_subset)
     if resume and not out:
         raise click.UsageError("--resume needs --out DIR, the run to continue")
+    if warmup_epochs > epochs:  # also keeps warmup_epochs * steps a finite number
+        raise click.UsageError(f"--warmup-epochs {warmup_epochs:g} is longer than the run (--epochs {epochs}); warm "
+                               f"up for at most the run's epochs (the paper's recipe: none)")
     if resume and not (Path(out) / "checkpoint.npz").exists():  # checked before locking: the lock writes a file
         raise click.ClickException(f"no checkpoint at {Path(out) / 'checkpoint.npz'}: nothing to resume")
     out = out or f"runs/resnet{depth}-{mode.replace('+', '-')}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -84,8 +87,7 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
         raise click.ClickException(str(error)) from None
     except Exception as error:
         if gpu_memory_error(error):
-            raise click.ClickException(f"out of memory at batch size {config.batch_size}; "
-                                       f"try --batch-size {max(config.batch_size // 2, 2)}") from None
+            raise out_of_memory(config.batch_size, smallest=2, resumed=resume) from None
         raise
     print_summary(summary, out)
 
@@ -96,13 +98,14 @@ def resumed_config(asked, out: Path):
     ctx = click.get_current_context()
     meta, _, _ = read_run_checkpoint(out)
     saved = TrainConfig(**meta["config"])
-    option_of = {"train": "mode"}
+    parameter_of = {"train": "mode"}  # the config's field -> the name of the parameter that sets it
+    option_of = {param.name: param.opts[0] for param in ctx.command.params}  # "mode" -> "--train"
     given = {field.name for field in fields(TrainConfig) if ctx.get_parameter_source(
-        option_of.get(field.name, field.name)) == ParameterSource.COMMANDLINE}
+        parameter_of.get(field.name, field.name)) == ParameterSource.COMMANDLINE}
     for name in sorted(given - {"lr"}):  # a resumed run may only lower (or raise) its learning rate
         if getattr(asked, name) != getattr(saved, name):
-            option = option_of.get(name, name).replace("_", "-")
-            raise click.UsageError(f"--{option} {getattr(asked, name)} differs from the run being resumed "
+            option = option_of[parameter_of.get(name, name)]
+            raise click.UsageError(f"{option} {getattr(asked, name)} differs from the run being resumed "
                                    f"({getattr(saved, name)}); leave it out (only --lr may change)")
     return replace(saved, lr=asked.lr) if "lr" in given else saved
 
@@ -147,7 +150,12 @@ def evaluate_command(backend_name, checkpoint, data, data_dir, batch_size, use_f
         raise click.ClickException(str(error)) from None
     dataset = load_data(data, data_dir, purpose="evaluating")
     loader = CifarLoader(dataset.x_test, dataset.y_test, batch_size, train=False)
-    loss, acc = evaluate(model, loader)
+    try:
+        loss, acc = evaluate(model, loader)
+    except Exception as error:
+        if gpu_memory_error(error):
+            raise out_of_memory(batch_size, smallest=1) from None
+        raise
     config = meta["config"]
     console.print(f"ResNet-{config['depth']} ({config['train']}) after {meta['progress']['epoch']} epochs: "
                   f"test accuracy {acc:.2%}, loss {loss:.4f} on {loader.num_images} images of {dataset.source}")

@@ -8,7 +8,8 @@ time. A worker's output goes to <sweep>/logs/<run>.log.
 The workers run in their own sessions, so that a signal reaches them once, through the launcher, whoever
 sent it (Ctrl-C in a terminal, or `kill -INT` to the launcher alone): the launcher passes Ctrl-C (SIGINT)
 or SIGTERM on, each worker saves its checkpoint and stops, and the launcher waits for them. A second
-Ctrl-C is passed on too: the workers then stop at once (see minibn/stop_signals.py).
+Ctrl-C is passed on too: the workers then stop at once (see minibn/stop_signals.py). A launcher that is
+killed (SIGKILL, which it cannot pass on) leaves no worker behind: each watches a pipe from it.
 """
 from __future__ import annotations
 
@@ -27,17 +28,31 @@ POLL_SECONDS = 0.2
 
 
 def run_here(specs: list[RunSpec], dataset, console) -> list[str]:
-    """One run after another in this process; Ctrl-C (Interrupted) ends the sweep. Returns the runs that
-    stopped (a NaN loss...): the next run goes on, and the next sweep resumes them."""
-    from minibn.train import TrainingStopped
+    """One run after another in this process; Ctrl-C or SIGTERM ends the sweep (Interrupted). Returns the
+    runs that stopped (a NaN loss...): the next run goes on, and the next sweep resumes them.
+
+    One StopSignals serves every run: a signal that lands after a run's last step (as it evaluates its last
+    epoch, or saves) lets that run finish, then stops the sweep instead of being forgotten with the run.
+    """
+    from minibn.stop_signals import StopSignals
+    from minibn.train import Interrupted, TrainingStopped
     failed = []
-    for spec in specs:
-        console.print(f"[bold]{spec.name}[/bold] -> {spec.folder}")
-        try:
-            train_one(spec, dataset, console)
-        except (TrainingStopped, ValueError) as error:
-            console.print(f"[red]{spec.name} stopped: {escape(str(error))}[/red]")
-            failed.append(spec.name)
+    stop = StopSignals()
+    try:
+        for spec in specs:
+            if stop.requested:
+                raise Interrupted(f"stopped as asked (Ctrl-C or SIGTERM) before {spec.name}; the runs before it "
+                                  f"are saved")
+            console.print(f"[bold]{spec.name}[/bold] -> {spec.folder}")
+            try:
+                train_one(spec, dataset, console, stop)
+            except (TrainingStopped, ValueError) as error:
+                console.print(f"[red]{spec.name} stopped: {escape(str(error))}[/red]")
+                failed.append(spec.name)
+        if stop.requested:
+            raise Interrupted("stopped as asked (Ctrl-C or SIGTERM) after the last run finished")
+    finally:
+        stop.restore()
     return failed
 
 
@@ -46,45 +61,38 @@ def last_line(log: Path) -> str:
     return lines[-1].strip() if lines else "(no output)"
 
 
-def run_in_processes(specs: list[RunSpec], jobs: int, devices: list[int] | None, logs: Path, console) -> list[str]:
-    """Up to ``jobs`` worker processes at once, each given one run; the runs that failed.
+def run_in_processes(specs: list[RunSpec], jobs: int, devices: list[str] | None, logs: Path, console) -> list[str]:
+    """Up to ``jobs`` worker processes at once, each given one run; the runs that failed or stopped.
+    ``devices``: the CUDA_VISIBLE_DEVICES of each GPU (minibn.launch.devices), one worker per GPU.
 
-    KeyboardInterrupt (Ctrl-C, or SIGTERM passed on) is raised once every worker has saved and stopped.
+    Ctrl-C or SIGTERM is noted by a handler and passed on to every running worker from the loop (a second one
+    too, which stops them at once); no new worker starts, and Interrupted is raised once every worker has
+    saved and stopped. The handler only notes the signal, so none is lost, wherever in the loop it lands.
     """
+    from minibn.train import Interrupted
     logs.mkdir(parents=True, exist_ok=True)
-    waiting, running, failed = list(specs), {}, []  # running: Popen -> (spec, device, log file)
+    waiting, running, failed = list(specs), {}, []  # running: Popen -> (spec, device)
     free_devices = list(devices or [])
+    received, passed_on = [], 0  # the stop signals received, and how many of them the workers were sent
 
-    told = set()  # the workers a stop signal was passed on to
-
-    def pass_on(signum) -> None:
-        for process in running:
-            if process.poll() is None and process not in told:
-                process.send_signal(signum)
-                told.add(process)
-
-    def pass_sigterm_on(signum, frame):
-        pass_on(signal.SIGTERM)
-        raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, pass_sigterm_on)
+    def note(signum, frame):
+        received.append(signum)
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while waiting or running:
-            while waiting and len(running) < jobs:
+        while running or (waiting and not received):
+            while waiting and not received and len(running) < jobs:
                 spec = waiting.pop(0)
                 device = free_devices.pop(0) if devices else None
-                env = dict(os.environ)
-                if device is not None:
-                    env["CUDA_VISIBLE_DEVICES"] = str(device)
-                log = open(logs / f"{spec.name}.log", "a")
-                process = subprocess.Popen(command(spec), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                           start_new_session=True)  # signals reach it through pass_on only
-                running[process] = (spec, device, log)
-                where = "" if device is None else f" on GPU {device}"
-                console.print(f"started {spec.name}{where} (pid {process.pid}, log {log.name})")
+                running[start_worker(spec, device, logs, console)] = (spec, device)
+            for signum in received[passed_on:]:
+                for process in running:
+                    if process.poll() is None:
+                        process.send_signal(signum)
+            passed_on = len(received)
             time.sleep(POLL_SECONDS)
             for process in [p for p in running if p.poll() is not None]:
-                spec, device, log = running.pop(process)
-                log.close()
+                spec, device = running.pop(process)
+                process.stdin.close()
                 if device is not None:
                     free_devices.append(device)
                 if process.returncode == 0:
@@ -92,19 +100,28 @@ def run_in_processes(specs: list[RunSpec], jobs: int, devices: list[int] | None,
                 else:
                     failed.append(spec.name)
                     console.print(f"[red]{spec.name} stopped (exit {process.returncode}): "
-                                  f"{escape(last_line(Path(log.name)))}[/red]")
-    except KeyboardInterrupt:
-        pass_on(signal.SIGINT)  # unless SIGTERM was passed on already
-        for process, (spec, _, log) in running.items():
-            while True:
-                try:
-                    process.wait()  # it is saving its checkpoint
-                    break
-                except KeyboardInterrupt:  # a second Ctrl-C: pass it on, the workers stop at once
-                    told.clear()
-                    pass_on(signal.SIGINT)
-            log.close()
-        raise
+                                  f"{escape(last_line(logs / f'{spec.name}.log'))}[/red]")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise Interrupted("interrupted: every running run saved a checkpoint")
     return failed
+
+
+def start_worker(spec: RunSpec, device: str | None, logs: Path, console) -> subprocess.Popen:
+    """A worker process for ``spec``, logging to logs/<run>.log.
+
+    It runs in its own session, so that a signal reaches it once, through the launcher, whoever sent it.
+    Its standard input is a pipe from the launcher, which ends when the launcher ends, even killed: the
+    worker then saves and stops (minibn.launch.task.end_with_the_launcher).
+    """
+    env = dict(os.environ)
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    with open(logs / f"{spec.name}.log", "a") as log:
+        process = subprocess.Popen(command(spec), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                   env=env, start_new_session=True)
+    where = "" if device is None else f" on GPU {device} (CUDA_VISIBLE_DEVICES)"
+    console.print(f"started {spec.name}{where} (pid {process.pid}, log {log.name})")
+    return process
