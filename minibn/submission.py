@@ -203,16 +203,14 @@ def _kill_group(child: subprocess.Popen) -> None:
 
 
 def _remove(folder: str) -> None:
-    """Remove the child's working folder, also where the student's code took the write permission off a part."""
-    def allow_and_retry(function, path, _):
-        try:
-            os.chmod(os.path.dirname(path), 0o700)
-            if not os.path.islink(path) and os.path.isdir(path):
+    """Remove the child's working folder (its processes are gone), also where the student's code took the
+    permissions off a part of it; links are removed, never followed."""
+    for parent, subfolders, _ in os.walk(folder):  # top down: each is opened up before the walk enters it
+        for name in subfolders:
+            path = os.path.join(parent, name)
+            if not os.path.islink(path):
                 os.chmod(path, 0o700)
-            function(path)
-        except OSError:
-            pass
-    shutil.rmtree(folder, onerror=allow_and_retry)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 class _OutputKeeper(threading.Thread):
