@@ -18,6 +18,7 @@ import numpy as np
 
 from minibn import backend
 from minibn.checks import Check, ValueCheck
+from minibn.exercise_cases import ValueCase
 from minibn.gradcheck import compare, gradcheck
 from minibn.tensor import BackwardContractError
 
@@ -96,11 +97,11 @@ def _compare(exercise: str, check: str, name: str, yours, expected, rtol=1e-8, a
 def grade_case(exercise: str, case, sent: dict) -> list[Record]:
     """The verdict on what a student's process sent for one case (exercise_cases.GradCase or ValueCase),
     against the reference computed here from the grader's own copy of the inputs."""
-    from minibn.exercise_cases import ValueCase
     if "status" in sent:  # the student's code raised: it can only fail this way, never pass
         status = str(sent["status"]) if str(sent["status"]) in (NOT_WRITTEN, "fail") else "error"
         message = printable(str(sent.get("message", "")))[:MESSAGE_LIMIT]
         return [Record(exercise, case.name, "", status, message=message)]
+    sent = {name: array for name, array in sent.items() if array.dtype.kind in "biuf"}  # numbers only
     if isinstance(case, ValueCase):
         return [_compare(exercise, case.name, name, yours, expected) for name, yours, expected in case.expected(sent)]
     reference = case.reference()

@@ -97,7 +97,11 @@ def _grade_files(target: str, seed: int, timeout: float, output_format: str) -> 
     graded = []
     try:
         for submission in submissions:
-            graded.append(grade_file(submission, cases, student_backend, timeout))
+            try:
+                graded.append(grade_file(submission, cases, student_backend, timeout))
+            except Exception as error:  # noqa: BLE001  the machine's trouble (no process can start, say): one row
+                graded.append(Graded(submission.path, submission.name, submission.exercise, [Record(
+                    submission.exercise, FILE_CHECK, "", "error", message=f"could not be graded: {error}")], ""))
     except KeyboardInterrupt:
         graded += [Graded(s.path, s.name, s.exercise, [Record(s.exercise, FILE_CHECK, "", NOT_GRADED,
                                                               message="the grading was stopped (Ctrl-C)")], "")
@@ -125,6 +129,9 @@ def _write(output: str | None, text: str) -> None:
         with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".minibn-", suffix=".tmp", delete=False) as file:
             temporary = file.name
             file.write(text + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as open() would have made it, not the temporary file's 0600
         os.replace(temporary, output)
     except OSError as error:
         if "temporary" in locals():
