@@ -67,7 +67,7 @@ def grade_file(submission: Submission, cases: dict[str, list], backend_name: str
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=folder,
                                  env=env, start_new_session=True)  # its own process group: killed as one
         threads = [threading.Thread(target=_send, args=(child.stdin, _payload(submission, cases)), daemon=True),
-                   frames := _FrameReader(child.stdout), output := _OutputKeeper(child.stderr)]
+                   frames := _FrameReader(child), output := _OutputKeeper(child.stderr)]
         for thread in threads:
             thread.start()
         timed_out = False
@@ -89,7 +89,7 @@ def grade_file(submission: Submission, cases: dict[str, list], backend_name: str
         problem = (f"stopped after {timeout:g} s, the time limit (--timeout): an endless loop, or far too slow; "
                    "the checks after the last one shown were not run")
     elif child.returncode < 0:
-        problem = f"the grading process was killed by signal {signal.Signals(-child.returncode).name} (a crash)"
+        problem = f"the grading process was killed by signal {_signal_name(-child.returncode)} (a crash)"
     elif child.returncode != 0 or not done:
         problem = (f"the file ended the grading process (exit status {child.returncode}) before its checks "
                    "finished: a submission must not call exit() or os._exit()")
@@ -152,11 +152,12 @@ def _send(pipe, payload: bytes) -> None:
 
 
 class _FrameReader(threading.Thread):
-    """Reads the child's frames (an 8-byte length, then an .npz), at most RESULTS_LIMIT bytes in all."""
+    """Reads the child's frames (an 8-byte length, then an .npz), at most RESULTS_LIMIT bytes in all; a child
+    that sends more is stopped at once."""
 
-    def __init__(self, pipe):
+    def __init__(self, child: subprocess.Popen):
         super().__init__(daemon=True)
-        self.pipe, self.frames, self.problem, self.read = pipe, [], "", 0
+        self.child, self.pipe, self.frames, self.problem, self.read = child, child.stdout, [], "", 0
 
     def run(self) -> None:
         try:
@@ -164,6 +165,7 @@ class _FrameReader(threading.Thread):
                 size = int.from_bytes(header, "big")
                 if size > RESULTS_LIMIT - self.read:
                     self.problem = f"sent more than {RESULTS_LIMIT:,} bytes of results: the rest was not read"
+                    _kill_group(self.child)
                     return
                 payload = self._exactly(size)
                 self.frames.append(_load_frame(payload) if len(payload) == size else None)
@@ -198,6 +200,13 @@ def _load_frame(payload: bytes) -> dict | None:
         return arrays
     except Exception:  # noqa: BLE001  whatever the bytes are, they are not results
         return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _kill_group(child: subprocess.Popen) -> None:
