@@ -36,8 +36,13 @@ def find_submissions(target: str, exercises) -> tuple[list[Submission], list[tup
         return ([submission] if isinstance(submission, Submission) else
                 [Submission(target, Path(target).name, b"", "", submission)]), []
     found, skipped = [], []
-    for folder, subfolders, files in os.walk(target):  # does not enter linked folders
+
+    def unlisted(error: OSError) -> None:
+        skipped.append((str(error.filename), f"cannot be listed: {error.strerror or error}"))
+    for folder, subfolders, files in os.walk(target, onerror=unlisted):  # does not enter linked folders
         subfolders.sort()
+        skipped += [(os.path.join(folder, name), "a symbolic link to a folder: not followed")
+                    for name in subfolders if os.path.islink(os.path.join(folder, name))]
         for file in sorted(f for f in files if f.endswith(".py")):
             path = Path(folder) / file
             result = _read(path, str(path.relative_to(target)), exercises, alone=False)

@@ -308,3 +308,22 @@ def test_odd_arrays_on_the_channel_are_that_files_verdict_never_the_graders_cras
     assert exercise == "relu" and done and problem is None
     assert [(r.input, r.status) for r in records] == [("output", "fail"), ("g", "fail"), ("x", "fail")]
     assert _verdicts([{"exercise": np.array("relu")}, None], cases, "")[3].startswith("sent something")
+
+
+def test_links_and_unlistable_folders_are_listed_as_skipped_not_followed(tmp_path):
+    (tmp_path / "class" / "alice").mkdir(parents=True)
+    (tmp_path / "class" / "alice" / "ex_relu.py").write_text(solution_text("ex_relu"))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "ex_relu.py").write_text(DO_NOTHING["relu_identity"])
+    (tmp_path / "class" / "linked").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "class" / "link.py").symlink_to(tmp_path / "elsewhere" / "ex_relu.py")
+    (tmp_path / "class" / "locked").mkdir()
+    (tmp_path / "class" / "locked").chmod(0)
+    try:
+        result = grade(tmp_path / "class", "--format", "json")
+    finally:
+        (tmp_path / "class" / "locked").chmod(0o700)
+    assert result.exit_code == 0 and [Path(r["file"]).parent.name for r in json.loads(result.stdout)] == ["alice"] * 2
+    assert "linked: a symbolic link to a folder: not followed" in result.stderr
+    assert "link.py: a symbolic link: not followed" in result.stderr
+    assert os.geteuid() == 0 or "locked: cannot be listed" in result.stderr  # root lists anything
