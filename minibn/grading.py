@@ -99,7 +99,7 @@ def grade_case(exercise: str, case, sent: dict) -> list[Record]:
     against the reference computed here from the grader's own copy of the inputs."""
     if "status" in sent:  # the student's code raised: it can only fail this way, never pass
         status = str(sent["status"]) if str(sent["status"]) in (NOT_WRITTEN, "fail") else "error"
-        message = printable(str(sent.get("message", "")))[:MESSAGE_LIMIT]
+        message = printable(str(sent.get("message", ""))[:2 * MESSAGE_LIMIT])[:MESSAGE_LIMIT]
         return [Record(exercise, case.name, "", status, message=message)]
     sent = {name: array for name, array in sent.items() if array.dtype.kind in "biuf"}  # numbers only
     if isinstance(case, ValueCase):
