@@ -61,7 +61,7 @@ def _numeric(name: str, value) -> np.ndarray:
 def main(backend_name: str, payload: dict) -> None:
     results = os.fdopen(os.dup(1), "wb")  # the grader's channel; fd 1 becomes standard error for the student
     os.dup2(2, 1)
-    sys.stdin.close()  # nothing more to read: the payload was read below before any student code
+    sys.stdin.close()  # nothing more to read: the payload was read before any student code runs
     from minibn import backend
     from minibn.exercise_cases import RUNS, WRT
     from minibn.exercises import EXERCISES

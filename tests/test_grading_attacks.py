@@ -278,7 +278,7 @@ def test_ctrl_c_writes_what_was_graded_marks_the_rest_and_exits_130(tmp_path):
         (tmp_path / "class" / student).mkdir(parents=True)
         (tmp_path / "class" / student / "ex_relu.py").write_text(text)
     out = tmp_path / "results.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     grader = subprocess.Popen([sys.executable, "-m", "minibn", "gradcheck", str(tmp_path / "class"), "--backend",
                                BACKEND, "--format", "json", "--output", str(out)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -296,17 +296,22 @@ def test_ctrl_c_writes_what_was_graded_marks_the_rest_and_exits_130(tmp_path):
 
 
 def test_odd_arrays_on_the_channel_are_that_files_verdict_never_the_graders_crash():
+    from minibn import backend
     from minibn.exercise_cases import CASES
     from minibn.submission import _verdicts
+    backend.use_backend("numpy")  # as the grader does: the reference runs on the host
     cases = {"relu": CASES["relu"](np.random.default_rng(0))}
-    x = cases["relu"][0].inputs["x"]
+    x, g = cases["relu"][0].inputs["x"], cases["relu"][0].inputs["g"]
     frames = [{"exercise": np.array("relu")},
-              {"case": np.array(0), "output": np.array("PASS"), "g": np.array(["x"]), "grad x": x.astype(np.int8)},
+              {"case": np.array(0), "output": np.array("PASS"), "g": g.copy(), "grad x": x.astype(np.int8)},
               {"case": np.array(0), "output": np.maximum(x, 0)},  # a second word on the same case: ignored
               {"done": np.array(True)}]
     records, exercise, done, problem = _verdicts(frames, cases, "")
     assert exercise == "relu" and done and problem is None
-    assert [(r.input, r.status) for r in records] == [("output", "fail"), ("g", "fail"), ("x", "fail")]
+    assert [(r.input, r.status) for r in records] == [("output", "fail"), ("x", "fail")]
+    frames[1]["g"] = g + 1  # not the gradient it was handed: a write into it, as far as the grader knows
+    assert [(r.status, r.message[:29]) for r in _verdicts(frames, cases, "")[0]] == [
+        ("fail", "ReLU.backward wrote into the ")]
     assert _verdicts([{"exercise": np.array("relu")}, None], cases, "")[3].startswith("sent something")
 
 
