@@ -269,7 +269,8 @@ def test_a_students_escape_codes_never_reach_the_terminal(tmp_path):
         assert "ValueError" in result.output and "red" in result.output
 
 
-def test_ctrl_c_writes_what_was_graded_marks_the_rest_and_exits_130(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_writes_what_was_graded_marks_the_rest_and_exits_130(tmp_path, stop):
     started = tmp_path / "started"
     files = {"a": solution_text("ex_relu"),
              "b": f'EXERCISE = "relu"\nopen({str(started)!r}, "w").close()\nwhile True:\n    pass\n',
@@ -285,7 +286,7 @@ def test_ctrl_c_writes_what_was_graded_marks_the_rest_and_exits_130(tmp_path):
     deadline = time.monotonic() + 60
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    grader.send_signal(signal.SIGINT)
+    grader.send_signal(stop)
     stdout, stderr = grader.communicate(timeout=60)
     assert grader.returncode == 130 and "Traceback" not in stderr, stderr
     assert "Interrupted: 1 of 3 files graded" in stderr

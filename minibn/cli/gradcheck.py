@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import tempfile
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, t
     other .py files are listed as skipped). Each file is graded in its own process, with a time limit, so
     that an exit, a crash or an endless loop in one is that file's error; what it prints is kept apart
     from the results. The exit status is 0 when checks ran and all passed, 1 otherwise, 130 after Ctrl-C
-    (the files graded so far are written, the rest marked "not graded").
+    or SIGTERM (the files graded so far are written, the rest marked "not graded").
     """
     from minibn.grading import failed_checks, run_check
     from minibn.submission import Graded
@@ -94,7 +95,7 @@ def _grade_files(target: str, seed: int, timeout: float, output_format: str) -> 
     if not submissions:
         raise click.ClickException(f"no exercise files (files that assign EXERCISE) in {target}")
     cases = {name: build(np.random.default_rng(seed)) for name, build in CASES.items()}
-    graded = []
+    graded, previous = [], _stop_on_sigterm()
     try:
         for submission in submissions:
             try:
@@ -107,7 +108,21 @@ def _grade_files(target: str, seed: int, timeout: float, output_format: str) -> 
                                                               message="the grading was stopped (Ctrl-C)")], "")
                    for s in submissions[len(graded):]]
         return graded, True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return graded, False
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM (a scheduler's or an autograder's time limit) stop the grading as Ctrl-C does; the handler
+    it replaces (None where signals cannot be set: not the main thread)."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:
+        return None
 
 
 def _report(graded: list, output_format: str, seed: int | None) -> str:
