@@ -18,7 +18,7 @@ import numpy as np
 
 from minibn import backend
 from minibn.checks import Check, ValueCheck
-from minibn.exercise_cases import ValueCase
+from minibn.exercise_cases import FUNCTIONS, ValueCase
 from minibn.gradcheck import compare, gradcheck
 from minibn.tensor import BackwardContractError
 
@@ -107,7 +107,7 @@ def grade_case(exercise: str, case, sent: dict) -> list[Record]:
     handed_back = sent.get("g")
     if handed_back is None or not np.array_equal(handed_back, case.inputs["g"]):  # on CuPy, where no array is
         return [Record(exercise, case.name, "", "fail", message=str(BackwardContractError(  # read-only
-            case.function, "the gradient it received")) if handed_back is not None else "g was not sent back")]
+            FUNCTIONS[exercise], "the gradient it received")) if handed_back is not None else "g was not sent back")]
     reference = case.reference()
     records = [_compare(exercise, case.name, "output", sent.get("output"), reference["output"], **FORWARD_TOLERANCE)]
     for name in case.wrt:
