@@ -333,3 +333,14 @@ def test_links_and_unlistable_folders_are_listed_as_skipped_not_followed(tmp_pat
     assert "linked: a symbolic link to a folder: not followed" in result.stderr
     assert "link.py: a symbolic link: not followed" in result.stderr
     assert os.geteuid() == 0 or "locked: cannot be listed" in result.stderr  # root lists anything
+
+
+def test_an_answer_written_for_one_seed_fails_on_another(tmp_path):
+    from minibn import backend
+    from minibn.exercise_cases import CASES
+    backend.use_backend("numpy")
+    answer = CASES["relu"](np.random.default_rng(5))[0].reference()["grad x"]
+    path = tmp_path / "ex_relu.py"
+    path.write_text(relu_with_backward(f"        import numpy\n        return numpy.array({answer.tolist()!r})"))
+    assert grade(path, "--seed", "5").exit_code == 0
+    assert grade(path, "--seed", "6").exit_code == 1
