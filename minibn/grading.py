@@ -1,23 +1,33 @@
-"""Running checks and reporting them: one record per checked input, for a person, for JSON, for Gradescope.
+"""Verdicts and reports: one record per checked input, for a person, for JSON, for Gradescope.
 
-A check is either a gradient check (checks.Check: a backward against central differences) or a
-value check (checks.ValueCheck: an array against the one a reference computes). Both end as
-Records with the same fields, so the table, the JSON and Gradescope's results.json read alike.
+minibn's own checks (checks.Check: a backward against central differences; checks.ValueCheck: an
+array against a reference) run here, in one process. A student's file runs in a process of its own
+(minibn/submission.py) and sends back arrays only; ``grade_case`` judges them against the
+instructor's reference (minibn/exercise_cases.py), here in the grader. All end as Records with the
+same fields, so the table, the JSON and Gradescope's results.json read alike.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from minibn import backend
 from minibn.checks import Check, ValueCheck
+from minibn.exercise_cases import FUNCTIONS, ValueCase
 from minibn.gradcheck import compare, gradcheck
 from minibn.tensor import BackwardContractError
 
 NOT_WRITTEN = "not written yet"
+NOT_GRADED = "not graded"  # the grading was stopped (Ctrl-C) before this file
+MESSAGE_LIMIT = 2000       # characters of a message from a student's process
+FORWARD_TOLERANCE = {"atol": 1e-8, "rtol": 1e-6}    # the forward: the same formula, up to round-off
+GRADIENT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-3}   # minibn.gradcheck's, as central differences need
+_ESCAPE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)?")
 
 
 @dataclass
@@ -26,7 +36,7 @@ class Record:
     exercise: str            # "" for minibn's own checks
     check: str
     input: str
-    status: str              # "pass", "fail", "not written yet" or "error"
+    status: str              # "pass", "fail", "not written yet", "error" or "not graded"
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     worst_index: list | None = None
@@ -43,6 +53,8 @@ class Record:
 
     def sentence(self) -> str:
         """What is wrong, where and by how much, in one line."""
+        if self.status == NOT_GRADED:
+            return f"{self.check}: not graded ({self.message})"
         if self.status == NOT_WRITTEN:
             return f"{self.check}: not written yet ({self.message})"
         if self.status == "error" or self.worst_index is None:  # an exception, or an array of the wrong shape
@@ -82,30 +94,68 @@ def _compare(exercise: str, check: str, name: str, yours, expected, rtol=1e-8, a
                   float(yours.reshape(-1)[worst]), float(expected.reshape(-1)[worst]))
 
 
+def grade_case(exercise: str, case, sent: dict) -> list[Record]:
+    """The verdict on what a student's process sent for one case (exercise_cases.GradCase or ValueCase),
+    against the reference computed here from the grader's own copy of the inputs."""
+    if "status" in sent:  # the student's code raised: it can only fail this way, never pass
+        status = str(sent["status"]) if str(sent["status"]) in (NOT_WRITTEN, "fail") else "error"
+        message = printable(str(sent.get("message", ""))[:2 * MESSAGE_LIMIT])[:MESSAGE_LIMIT]
+        return [Record(exercise, case.name, "", status, message=message)]
+    sent = {name: array for name, array in sent.items() if array.dtype.kind in "biuf"}  # numbers only
+    if isinstance(case, ValueCase):
+        return [_compare(exercise, case.name, name, yours, expected) for name, yours, expected in case.expected(sent)]
+    handed_back = sent.get("g")
+    if handed_back is None or not np.array_equal(handed_back, case.inputs["g"]):  # on CuPy, where no array is
+        return [Record(exercise, case.name, "", "fail", message=str(BackwardContractError(  # read-only
+            FUNCTIONS[exercise], "the gradient it received")) if handed_back is not None else "g was not sent back")]
+    reference = case.reference()
+    records = [_compare(exercise, case.name, "output", sent.get("output"), reference["output"], **FORWARD_TOLERANCE)]
+    for name in case.wrt:
+        records.append(_compare(exercise, case.name, name, sent.get(f"grad {name}"), reference[f"grad {name}"],
+                                **GRADIENT_TOLERANCE))
+    return records
+
+
+def printable(text: str) -> str:
+    """``text`` without terminal escape codes and control characters (but newlines and tabs): what a student's
+    file prints or raises must not move the cursor, erase the table or reorder what the grader shows."""
+    text = _ESCAPE.sub("", text)
+    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf"))
+
+
 def failed_checks(records: list[Record]) -> int:
     return len({(r.exercise, r.check) for r in records if not r.passed})
 
 
-def to_json(records: list[tuple[str | None, Record]]) -> str:
-    """One JSON object per (file, record), in a list; the file is left out where it is None. A NaN or
-    infinite number (a backward that returned NaN, say) is written as null: JSON has no NaN."""
+def to_json(records: list[tuple[str | None, Record]], seed: int | None = None) -> str:
+    """One JSON object per (file, record), in a list; the file is left out where it is None, the seed of the
+    inputs where it is None. A NaN or infinite number (a backward that returned NaN, say) is written as null:
+    JSON has no NaN."""
     def finite(value):
         return None if isinstance(value, float) and not math.isfinite(value) else value
-    return json.dumps([{**({"file": path} if path else {}), **{k: finite(v) for k, v in r.as_dict().items()}}
-                       for path, r in records], indent=2, allow_nan=False)
+    return json.dumps([{**({"file": path} if path else {}), **{k: finite(v) for k, v in r.as_dict().items()},
+                        **({"seed": seed} if seed is not None else {})} for path, r in records],
+                      indent=2, allow_nan=False)
 
 
-def to_gradescope(records: list[Record], hints: dict[str, str] | None = None) -> str:
-    """Gradescope's results.json: one test per check (1 point when every input passes), with what
-    went wrong, and the exercise's first hint, as its output."""
+def to_gradescope(files: list[tuple[str, list[Record]]], hints: dict[str, str] | None = None,
+                  seed: int | None = None) -> str:
+    """Gradescope's results.json: one test per file and check, named "FILE: CHECK" (just the check for
+    minibn's own ops), worth 1 point when every input passes, with what went wrong, and the exercise's first
+    hint, as its output. Two files never share a test, so no student's result hides another's."""
     tests = {}
-    for r in records:
-        name = f"{r.exercise}: {r.check}" if r.exercise else r.check
-        test = tests.setdefault(name, {"name": name, "score": 1, "max_score": 1, "status": "passed", "output": ""})
-        if not r.passed:
-            test.update(score=0, status="failed")
-            test["output"] += r.sentence() + "\n"
-    for name, test in tests.items():
-        hint = (hints or {}).get(name.split(":")[0]) if test["status"] == "failed" else None
+    for file, records in files:
+        for r in records:
+            name = f"{file}: {r.check}" if file else r.check
+            test = tests.setdefault(name, {"name": name, "score": 1, "max_score": 1, "status": "passed",
+                                           "output": "", "exercise": r.exercise})
+            if not r.passed:
+                test.update(score=0, status="failed")
+                test["output"] += r.sentence() + "\n"
+    for test in tests.values():
+        hint = (hints or {}).get(test.pop("exercise")) if test["status"] == "failed" else None
         test["output"] = (test["output"] + (f"hint: {hint}" if hint else "")).strip() or "passed"
-    return json.dumps({"score": sum(t["score"] for t in tests.values()), "tests": list(tests.values())}, indent=2)
+    results = {"score": sum(t["score"] for t in tests.values()), "tests": list(tests.values())}
+    if seed is not None:
+        results["output"] = f"inputs drawn with --seed {seed}"
+    return json.dumps(results, indent=2)

@@ -4,8 +4,9 @@ Write ``ReLU.backward`` below, then grade it:
 
     minibn gradcheck lessons/exercises/ex_relu.py
 
-The grader runs your backward with a random upstream gradient ``g`` in float64 and compares it
-with central differences; it prints PASS/FAIL, the worst element and a hint.
+The grader runs your forward and your backward, with a random upstream gradient ``g`` in float64,
+and compares them with a reference (whose gradient it checks with central differences); it prints
+PASS/FAIL, the worst element and a hint.
 """
 from minibn.backend import array_module
 from minibn.tensor import Function
