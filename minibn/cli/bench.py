@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from minibn import backend, fast
+from minibn import backend, blas_kernel, fast
 from minibn.cli.common import backend_option, check_depth, console, fast_path_options, main, select_backend
 from minibn.models import MODES
 
@@ -54,6 +54,11 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     console.print(f"ResNet-{depth}, training {mode}, batch {batch_size}, float32, on {backend.backend_name()}{path}: "
                   f"{device.get('device')}; median of {repeats} repeats of {steps} steps after {warmup} warm-up")
     console.print(f"math: {math_line}, on both sides")
+    blas, blas_warnings = blas_kernel.describe() if not on_gpu else (None, [])
+    if blas:
+        console.print(f"BLAS (threadpoolctl): {blas}")
+    for warning in blas_warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
     cases = [lambda: minibn_case(depth, mode, batch_size, eval_batch_size)]
     if compare == "torch":
         import importlib.util
@@ -101,6 +106,7 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
                   "fast_cpu": not on_gpu and fast.fast_cpu_enabled(),
                   "fast_gpu": on_gpu and fast.fast_gpu_enabled() and not fast.kernels_enabled(),
                   "threads": None if on_gpu else fast.settings()["threads"], "math": math_mode, "device": device,
+                  "blas": blas, "blas_warnings": blas_warnings,
                   "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts, "device_ops": device_ops,
                   "profile": [{"op": op, "implementation": where, "phase": phase, "ms": ms, "calls": calls}
                               for op, where, phase, ms, calls in profile_rows]}
