@@ -19,7 +19,7 @@ from pathlib import Path
 SITE = Path(__file__).resolve().parent
 LESSONS = SITE.parent
 sys.path.insert(0, str(LESSONS.parent))  # minibn from this checkout, for autodoc and sphinx-click
-sys.path.insert(0, str(SITE))            # gallery_hooks.py, which sphinx-gallery imports by name
+sys.path.insert(0, str(SITE))            # gallery_hooks.py and docstrings.py
 
 SIZE = os.environ.get("MINIBN_SITE", "quick")
 if SIZE not in ("quick", "full"):
@@ -33,7 +33,7 @@ extensions = [
     "myst_parser",                 # the guides are Markdown, so GitHub shows them too
     "sphinx_gallery.gen_gallery",  # runs the `# %%` lessons as they are: text, code, output, figures
     "sphinx.ext.autodoc",          # the API from the docstrings
-    "sphinx.ext.napoleon",
+    "docstrings",                  # ... shown as they are written (lessons/site/docstrings.py)
     "sphinx_click",                # the command line from the commands' own help
     "matplotlib.sphinxext.plot_directive",  # charts drawn from committed data when the site builds
 ]
@@ -42,7 +42,9 @@ source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
 exclude_patterns = ["_build", "out", "exercises", "site", "GALLERY_HEADER.rst", "gallery/size.txt", "**.ipynb_checkpoints"]
 myst_heading_anchors = 3           # [text](page.md#a-heading) links work as on GitHub
-suppress_warnings = ["myst.header"]  # the README's first heading is level 1 below a level-1 page title
+# sphinx-gallery copies the lessons into lessons/gallery/, one folder below the lessons themselves, and its
+# check for two lessons with one file name counts those copies too
+suppress_warnings = ["sphinx_gallery.duplicate_filename"]
 
 # -- The lessons ------------------------------------------------------------------------------------------
 # sphinx-gallery writes the executed lessons to lessons/gallery/ and reruns only the lessons whose source
@@ -83,10 +85,9 @@ sphinx_gallery_conf = {
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": False}
 autodoc_typehints = "description"
-napoleon_google_docstring = True
-napoleon_numpy_docstring = True
 
 # -- Charts (speed) --------------------------------------------------------------------------------------
+plot_basedir = str(LESSONS)  # `.. plot:: site/charts/speed.py` from any page
 plot_include_source = False
 plot_html_show_source_link = False
 plot_html_show_formats = False

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -100,7 +101,7 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
             table.add_row(op, where, phase, f"{ms:.2f}", f"{ms / total:.0%}", str(calls))
         console.print(table)
     if json_path:
-        record = {"depth": depth, "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
+        record = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "depth": depth, "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                   "steps": steps, "repeats": repeats, "warmup": warmup, "backend": backend.backend_name(),
                   "kernels": on_gpu and fast.kernels_enabled(),
                   "fast_cpu": not on_gpu and fast.fast_cpu_enabled(),
