@@ -103,5 +103,6 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": [],
 }
+html_context = {"default_mode": "light"}  # else the theme logs a console error on a first visit from file://
 html_static_path = []
 html_show_sourcelink = False
