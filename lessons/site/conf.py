@@ -36,7 +36,9 @@ extensions = [
     "docstrings",                  # ... shown as they are written (lessons/site/docstrings.py)
     "sphinx_click",                # the command line from the commands' own help
     "matplotlib.sphinxext.plot_directive",  # charts drawn from committed data when the site builds
+    "sphinx.ext.githubpages",      # writes .nojekyll, so GitHub Pages serves the _static folder
 ]
+highlight_language = "none"        # a block without a language (shell commands, shapes) is shown as it is
 default_role = "code"              # `x` is code, as in the lessons' Markdown cells and on GitHub
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
@@ -98,6 +100,7 @@ html_theme = "pydata_sphinx_theme"
 html_title = "minibn"
 html_theme_options = {
     "navigation_with_keys": False,
+    "header_links_before_dropdown": 5,
     "show_prev_next": True,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
