@@ -85,8 +85,8 @@ sphinx_gallery_conf = {
 
 # -- The API and the command line ---------------------------------------------------------------------------
 autodoc_member_order = "bysource"
-autodoc_default_options = {"members": True, "show-inheritance": False}
-autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "undoc-members": True}  # a name without a docstring too
+autodoc_typehints = "signature"
 
 # -- Charts (speed) --------------------------------------------------------------------------------------
 plot_basedir = str(LESSONS)  # `.. plot:: site/charts/speed.py` from any page
@@ -107,5 +107,6 @@ html_theme_options = {
     "footer_end": [],
 }
 html_context = {"default_mode": "light"}  # else the theme logs a console error on a first visit from file://
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["site.css"]
 html_show_sourcelink = False

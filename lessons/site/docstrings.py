@@ -3,7 +3,8 @@
 minibn's docstrings are written for a reader of the source: shapes in columns, formulas such as
 ``max |a - b| / max(|a| + |b|)``, derivations indented to line up. Read as reStructuredText, which
 autodoc does by default, the bars become substitutions and the columns become errors. So the first
-line (the summary) stays text, and the rest is one literal block, exactly as written.
+paragraph (the summary) stays text, and the rest is one literal block, as written (less the double backquotes
+that mark code in the source), in the smaller font of lessons/site/_static/site.css.
 """
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ def verbatim(app, what, name, obj, options, lines: list[str]) -> None:
     """autodoc-process-docstring: the summary as text, the rest verbatim (autodoc's lines, edited in place)."""
     if not lines:
         return
-    summary, rest = lines[0], lines[1:]
+    end = lines.index("") if "" in lines else len(lines)  # the summary is the first paragraph
+    summary, rest = " ".join(line.strip() for line in lines[:end]), lines[end:]
     while rest and not rest[0].strip():
         rest.pop(0)
     lines[:] = [summary_as_text(summary)]
-    if rest:
-        lines += ["", "::", ""] + ["    " + line for line in rest] + [""]
+    if rest:  # ``x`` marks code in the source; verbatim, the whole block is code already
+        lines += ["", ".. code-block:: none", "   :class: docstring", ""]
+        lines += ["   " + line.replace("``", "") for line in rest] + [""]
 
 
 def setup(app):
