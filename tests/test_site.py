@@ -98,7 +98,7 @@ def test_site_has_every_page_a_reader_needs(site):
     for lesson in LESSONS:
         page = (site / "gallery" / f"{lesson}.html").read_text()
         assert "sphx-glr-script-out" in page, f"{lesson}: no printed output"
-        assert f"_downloads" in page and f"{lesson}.ipynb" in page and f"{lesson}.py" in page, lesson
+        assert "_downloads" in page and f"{lesson}.ipynb" in page and f"{lesson}.py" in page, lesson
     for page, must_hold in {"exercises.html": "ex_batchnorm.py", "INSTRUCTORS.html": "Gradescope",
                             "guide/reproducing.html": "--launcher slurm", "guide/speed.html": "GPU: never measured",
                             "guide/api.html": "BatchNorm2d", "guide/cli.html": "--resume",
@@ -213,3 +213,12 @@ def test_search_finds_batchnorm2d(site, browser):
             "return Array.from(document.querySelectorAll('#search-results li')).map(li => li.textContent)")
         time.sleep(0.2)
     assert any("BatchNorm2d" in result for result in found), found
+
+
+def test_a_misspelt_size_is_one_line(tmp_path):
+    pytest.importorskip("sphinx_gallery", reason='the site needs the docs extra: pip install ".[docs]"')
+    env = {**os.environ, "MINIBN_SITE": "ful", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-c", "lessons/site", "-b", "html", "lessons",
+                           str(tmp_path / "html")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "Error: MINIBN_SITE must be quick or full, not 'ful'"

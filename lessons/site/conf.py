@@ -6,7 +6,7 @@ Build it from the repository's root (README.md, "The course site"):
 
 The source folder is `lessons/` itself, so the guides are the Markdown files there (readable on GitHub
 as they are) and the lessons are the `NN_*.py` scripts, run by sphinx-gallery. MINIBN_SITE chooses the
-size: `quick` (the default) runs every lesson with --smoke (a few minutes on 2 cores, what the tests
+size: `quick` (the default) runs every lesson with --smoke (under a minute on 2 cores; what the tests
 build); `full` runs them with their defaults (lessons 09-11 train for minutes each: for publishing).
 """
 from __future__ import annotations
@@ -23,7 +23,10 @@ sys.path.insert(0, str(SITE))            # gallery_hooks.py and docstrings.py
 
 SIZE = os.environ.get("MINIBN_SITE", "quick")
 if SIZE not in ("quick", "full"):
-    raise SystemExit(f"MINIBN_SITE must be quick or full, not {SIZE!r}")
+    # Sphinx reports anything raised here (sys.exit included) with a traceback and a plea to report a bug in
+    # Sphinx; a misspelt size is the user's to fix, so it gets one line and exit status 2, before any work.
+    print(f"Error: MINIBN_SITE must be quick or full, not {SIZE!r}", file=sys.stderr)
+    os._exit(2)
 
 project = "minibn"
 author = "the minibn authors"
@@ -42,7 +45,7 @@ highlight_language = "none"        # a block without a language (shell commands,
 default_role = "code"              # `x` is code, as in the lessons' Markdown cells and on GitHub
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "out", "exercises", "site", "GALLERY_HEADER.rst", "gallery/size.txt", "**.ipynb_checkpoints"]
+exclude_patterns = ["_build", "out", "exercises", "site", "**.ipynb_checkpoints"]
 myst_heading_anchors = 3           # [text](page.md#a-heading) links work as on GitHub
 # sphinx-gallery copies the lessons into lessons/gallery/, one folder below the lessons themselves, and its
 # check for two lessons with one file name counts those copies too
@@ -73,13 +76,13 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "first_notebook_cell": None,
     "remove_config_comments": True,
-    "abort_on_example_error": False,
+    "abort_on_example_error": False,      # run every lesson, then fail the build if one failed
     "only_warn_on_example_error": False,
     "show_memory": False,
     "min_reported_time": 1,
     "within_subsection_order": "FileNameSortKey",
     "capture_repr": (),
-    "plot_gallery": "True",
+    "plot_gallery": True,
     "write_computation_times": False,
 }
 
@@ -88,7 +91,7 @@ autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "undoc-members": True}  # a name without a docstring too
 autodoc_typehints = "signature"
 
-# -- Charts (speed) --------------------------------------------------------------------------------------
+# -- Charts (home page, speed) --------------------------------------------------------------------------------------
 plot_basedir = str(LESSONS)  # `.. plot:: site/charts/speed.py` from any page
 plot_include_source = False
 plot_html_show_source_link = False
