@@ -1,10 +1,15 @@
 # %%
-"""Lesson 01: autograd from scratch, then minibn's Tensor.
+"""Lesson 01: autograd from scratch, then minibn's Tensor
+======================================================
 
 What you learn: how reverse-mode differentiation works. We build a tiny engine on scalars
 (about 40 lines), then see that minibn's Tensor does the same on whole arrays.
-Run:   python lessons/01_autograd_from_scratch.py        (a few seconds)
-Look:  the table (both engines agree to the last digit) and out/01_autograd/derivative.png.
+
+Run::
+
+    python lessons/01_autograd_from_scratch.py        (a few seconds)
+
+Look: the table (both engines agree to the last digit) and out/01_autograd/derivative.png.
 """
 # %%
 import math

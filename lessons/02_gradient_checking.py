@@ -1,10 +1,15 @@
 # %%
-"""Lesson 02: gradient checking: float32 vs float64, and the choice of eps.
+"""Lesson 02: gradient checking: float32 vs float64, and the choice of eps
+=======================================================================
 
 What you learn: how to test a backward pass against central differences, why it must be done in
 float64, and why eps around 1e-6 is right (too big: truncation error; too small: round-off).
-Run:   python lessons/02_gradient_checking.py        (a few seconds)
-Look:  the error-vs-eps figure (out/02_gradient_checking/eps.png): a V whose bottom moves with dtype.
+
+Run::
+
+    python lessons/02_gradient_checking.py        (a few seconds)
+
+Look: the error-vs-eps figure (out/02_gradient_checking/eps.png): a V whose bottom moves with dtype.
 """
 # %%
 import numpy as np

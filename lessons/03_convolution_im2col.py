@@ -1,12 +1,17 @@
 # %%
-"""Lesson 03: convolution as im2col plus one matrix multiply.
+"""Lesson 03: convolution as im2col plus one matrix multiply
+=========================================================
 
 What you learn: a convolution is a dot product of each image patch with each filter. Copying all
 patches into one matrix (im2col) turns the whole layer into a single matrix multiply, which BLAS
 (or cuBLAS) runs far faster than loops over pixels.
-Run:   python lessons/03_convolution_im2col.py        (a stage-1 CIFAR ResNet layer, batch 128: seconds)
-Look:  the timing tables (im2col vs loops; how the fast CPU path gets its speed), and
-       out/03_im2col/im2col.png (which pixel lands where in the matrix).
+
+Run::
+
+    python lessons/03_convolution_im2col.py        (a stage-1 CIFAR ResNet layer, batch 128: seconds)
+
+Look: the timing tables (im2col vs loops; how the fast CPU path gets its speed), and
+out/03_im2col/im2col.png (which pixel lands where in the matrix).
 """
 # %%
 import time
@@ -70,7 +75,8 @@ console.print(f"im2col is {naive_s / fast_s:.0f}x faster here. The price is memo
               f"is 9x the input ({9 * x.nbytes / 2**20:.0f} MiB).")
 
 # %% [markdown]
-# ## How the fast CPU path gets its speed
+# How the fast CPU path gets its speed
+# ------------------------------------
 #
 # On NumPy, `F.conv2d` (which `nn.Conv2d` calls) runs `minibn/fast/cpu_conv.py` instead of
 # `conv.py`'s `Conv2d` whenever the conv has a version there: `F.conv2d` asks `minibn/registry.py`,
@@ -130,7 +136,8 @@ else:
                   "in fast/cpu_batchnorm.py: one fused op on whole channel rows.")
 
 # %% [markdown]
-# ## The same layout on a GPU: fewer calls
+# The same layout on a GPU: fewer calls
+# -------------------------------------
 #
 # On a GPU the cache and the threads do not matter; what costs is each CuPy call (10-30 us of host work,
 # whatever its size: lesson 07). `minibn/fast/gpu.py` uses the flat layout for that: the whole im2col is

@@ -1,11 +1,16 @@
 # %%
-"""Lesson 04: the backward of a convolution: col2im.
+"""Lesson 04: the backward of a convolution: col2im
+================================================
 
 What you learn: the gradient of im2col is col2im, which sends every column entry back to the pixel
 it was copied from and ADDS where patches overlap. With it, the conv backward is two matrix
 multiplies: dW = g @ cols^T and dcols = W^T @ g, then dx = col2im(dcols).
-Run:   python lessons/04_conv_backward_col2im.py        (seconds)
-Look:  out/04_col2im/overlap.png: how many patches cover each pixel, which is col2im(ones).
+
+Run::
+
+    python lessons/04_conv_backward_col2im.py        (seconds)
+
+Look: out/04_col2im/overlap.png: how many patches cover each pixel, which is col2im(ones).
 """
 # %%
 import numpy as np

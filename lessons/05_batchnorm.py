@@ -1,12 +1,17 @@
 # %%
-"""Lesson 05: BatchNorm: a staged derivation versus the fused op, train versus eval.
+"""Lesson 05: BatchNorm: a staged derivation versus the fused op, train versus eval
+================================================================================
 
 What you learn: BatchNorm normalizes each channel with the batch's mean and variance, then scales
 by gamma and shifts by beta. Built from small ops, autograd differentiates it for us (staged); the
 fused op does it with one formula (see minibn/batchnorm.py): same numbers, fewer passes. In eval
 mode it uses running statistics gathered during training.
-Run:   python lessons/05_batchnorm.py        (seconds)
-Look:  the agreement table, the timing, and out/05_batchnorm/running_stats.png.
+
+Run::
+
+    python lessons/05_batchnorm.py        (seconds)
+
+Look: the agreement table, the timing, and out/05_batchnorm/running_stats.png.
 """
 # %%
 import time

@@ -1,14 +1,19 @@
 # %%
-"""Lesson 06: residual blocks and the CIFAR ResNet: shapes, parameter counts, the BN share; editing a block.
+"""Lesson 06: residual blocks and the CIFAR ResNet: shapes, parameter counts, the BN share; editing a block
+========================================================================================================
 
 What you learn: how a ResNet of depth 6n+2 is put together (stem, three stages, head), how the
 shapes change at each stage, and how few of its parameters belong to BatchNorm, the only ones the
 experiment trains. Then: the model's code is the code that runs. Edit a block (here, to
 pre-activation) and the edit is what trains, on every backend, with the fast paths on or off.
-Run:   python lessons/06_resnet.py        (seconds)
-Look:  the shape table, the parameter table, out/06_resnet/parameters.png, and the last three
-       tables: the edited model's training, the same numbers with and without the fast path, and
-       which implementation each op ran.
+
+Run::
+
+    python lessons/06_resnet.py        (seconds)
+
+Look: the shape table, the parameter table, out/06_resnet/parameters.png, and the last three
+tables: the edited model's training, the same numbers with and without the fast path, and
+which implementation each op ran.
 """
 # %%
 import numpy as np
@@ -65,7 +70,8 @@ ax.grid(alpha=0.3)
 save(fig, args.out, "parameters.png")
 
 # %% [markdown]
-# ## Edit a block: pre-activation
+# Edit a block: pre-activation
+# ----------------------------
 #
 # `BasicBlock.forward` in `minibn/models.py` is the only definition of what a block computes:
 # conv -> BN -> ReLU -> conv -> BN, add the shortcut, ReLU. Each op in it runs its textbook version

@@ -1,13 +1,18 @@
 # %%
-"""Lesson 07: the same code on a GPU: CuPy, asynchrony, synchronize, memory, and why calls count.
+"""Lesson 07: the same code on a GPU: CuPy, asynchrony, synchronize, memory, and why calls count
+=============================================================================================
 
 What you learn: minibn's ops are written against `xp`, so one code path runs on NumPy and CuPy.
 A GPU runs kernels asynchronously: Python gets control back before the work is done, so timing
 without synchronizing measures only the launch. GPU memory comes from a pool. And at CIFAR size a
 GPU step is bound by the number of CuPy calls, not by arithmetic: the flat layout cuts them by 2.5x.
-Run:   python lessons/07_gpu.py        (on a machine without a GPU it explains and times NumPy only)
-Look:  the table of timings with and without synchronize, out/07_gpu/timings.png, and the device
-       operations a step makes (counted where CuPy's stand-in is on the path; see the last cell).
+
+Run::
+
+    python lessons/07_gpu.py        (on a machine without a GPU it explains and times NumPy only)
+
+Look: the table of timings with and without synchronize, out/07_gpu/timings.png, and the device
+operations a step makes (counted where CuPy's stand-in is on the path; see the last cell).
 """
 # %%
 import time
@@ -73,7 +78,8 @@ ax.set(ylabel="ms per training step", title=f"ResNet-20 BN-only, batch {batch}")
 save(fig, args.out, "timings.png")
 
 # %% [markdown]
-# ## Why a GPU step at this size is bound by launches
+# Why a GPU step at this size is bound by launches
+# ------------------------------------------------
 #
 # Every CuPy call that works on the device (an elementwise op, a reduction, a GEMM, a copy, a gather)
 # costs the host roughly 10-30 us of Python and launch work, whatever the size of its arrays (CuPy's
@@ -83,15 +89,14 @@ save(fig, args.out, "timings.png")
 # of calls.
 #
 # `minibn/opcount.py` counts them on the strict CuPy stand-in that the tests use (a real CuPy has no
-# counter). Counted on 2026-11-30, ResNet-20 training step, any batch size:
+# counter). Counted on 2026-12-07, ResNet-20, any batch size, textbook ops with per-parameter SGD
+# (`fast.use(fast_gpu=False, packed_sgd=False)`) -> the flat layout (`minibn/fast/gpu.py`) with packed SGD:
 #
-# | | textbook ops, per-parameter SGD | flat layout (`minibn/fast/gpu.py`), packed SGD |
-# |---|---|---|
-# | BN-only step | 1,594 | 630 |
-# | full step | 1,764 | 682 |
-# | evaluation forward | 433 | 205 |
+# - a BN-only training step: 1,650 -> 644 calls;
+# - a full training step: 1,843 -> 696 calls;
+# - an evaluation forward: 433 -> 205 calls.
 #
-# At 10-30 us each, 1,594 calls are 16-48 ms of host work a step, and 630 are 6-19 ms. What the flat
+# At 10-30 us each, 1,650 calls are 17-50 ms of host work a step, and 644 are 6-19 ms. What the flat
 # layout saves (the layout is lesson 03's): a 3x3 conv is one gather (a single strided copy of a view)
 # and one GEMM, about 2 calls instead of 12 (a pad, nine slice copies, the GEMM, a transpose); its input
 # gradient is the same gather with the flipped kernel, 3 calls instead of 20 (col2im's nine adds and

@@ -1,13 +1,18 @@
 # %%
-"""Lesson 08: training a ResNet on CIFAR-10.
+"""Lesson 08: training a ResNet on CIFAR-10
+========================================
 
 What you learn: the whole training loop of minibn/train.py: augmented batches made on the device,
 SGD with momentum and weight decay, a step schedule, evaluation with running BN statistics, logs
 and checkpoints. Here everything trains (mode `all`); the next lessons freeze the weights.
-Run:   python lessons/08_training.py                      (ResNet-8, 1,000 images, 8 epochs: 15 s on 2 cores)
-       python lessons/08_training.py --depth 20 --epochs 30 --subset 0 --test-subset 0   (hours on a CPU)
-       minibn train --backend cupy --depth 20 --train all                                 (the real thing)
-Look:  out/08_training/augmentation.png (what the network sees) and out/08_training/curves.png.
+
+Run::
+
+    python lessons/08_training.py                      (ResNet-8, 1,000 images, 8 epochs: 15 s on 2 cores)
+    python lessons/08_training.py --depth 20 --epochs 30 --subset 0 --test-subset 0   (hours on a CPU)
+    minibn train --backend cupy --depth 20 --train all                                 (the real thing)
+
+Look: out/08_training/augmentation.png (what the network sees) and out/08_training/curves.png.
 """
 # %%
 import json

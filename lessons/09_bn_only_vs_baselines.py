@@ -1,14 +1,19 @@
 # %%
-"""Lesson 09: BN-only versus full training versus the baselines (output only, random equal-count).
+"""Lesson 09: BN-only versus full training versus the baselines (output only, random equal-count)
+==============================================================================================
 
 What you learn: the experiment itself. With every conv and linear weight frozen at its random
 initialization, the paper finds that training only BatchNorm's gamma and beta (0.6% of ResNet-14's
 parameters) still learns, while training the same number of randomly chosen conv weights, or only
 the output layer, learns far less.
-Run:   python lessons/09_bn_only_vs_baselines.py --data-dir DIR   (4 runs of ResNet-14 on 5,000 images)
-       python lessons/09_bn_only_vs_baselines.py --epochs 30 --subset 0 --test-subset 0   (hours on a CPU)
-       minibn sweep --depths 14,20 --epochs 30 --out runs/sweep   (all four modes, on a GPU)
-Look:  the table (trainable parameters vs accuracy) and out/09_modes/modes.png.
+
+Run::
+
+    python lessons/09_bn_only_vs_baselines.py --data-dir DIR   (4 runs of ResNet-14 on 5,000 images)
+    python lessons/09_bn_only_vs_baselines.py --epochs 30 --subset 0 --test-subset 0   (hours on a CPU)
+    minibn sweep --depths 14,20 --epochs 30 --out runs/sweep   (all four modes, on a GPU)
+
+Look: the table (trainable parameters vs accuracy) and out/09_modes/modes.png.
 
 Measured 2026-11-26, defaults, on 2 cores (Intel Xeon, NumPy + OpenBLAS), CIFAR-10's first 5,000
 training and 1,000 test images, seed 0: the four runs took 412 s. Final test accuracy: full training

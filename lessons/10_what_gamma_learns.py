@@ -1,18 +1,23 @@
 # %%
-"""Lesson 10: what gamma learns: the fraction near zero, during training, per stage and per depth.
+"""Lesson 10: what gamma learns: the fraction near zero, during training, per stage and per depth
+==============================================================================================
 
-What you learn: in BN-only training a channel whose random features do not help gets |gamma| near
+What you learn: in BN-only training a channel whose random features do not help gets `|gamma|` near
 zero, so BatchNorm switches it off. The paper finds a quarter to a third of the gammas near zero
 after 160 epochs; full training leaves far fewer there. Here you watch the fraction rise, epoch by
 epoch, in a short run.
-Run:   python lessons/10_what_gamma_learns.py --data-dir DIR   (ResNet-14, BN-only and full, 5,000 images)
-       python lessons/10_what_gamma_learns.py --sweep runs/sweep-cpu --depths 14,20   (runs of `minibn sweep`)
-       python lessons/10_what_gamma_learns.py --epochs 30 --subset 0 --test-subset 0   (hours on a CPU)
-Look:  out/10_gamma/gamma_during_training.png (the fraction per epoch), the per-stage table, and
-       out/10_gamma/gamma.png (BN-only vs full: where the gammas end).
+
+Run::
+
+    python lessons/10_what_gamma_learns.py --data-dir DIR   (ResNet-14, BN-only and full, 5,000 images)
+    python lessons/10_what_gamma_learns.py --sweep runs/sweep-cpu --depths 14,20   (runs of `minibn sweep`)
+    python lessons/10_what_gamma_learns.py --epochs 30 --subset 0 --test-subset 0   (hours on a CPU)
+
+Look: out/10_gamma/gamma_during_training.png (the fraction per epoch), the per-stage table, and
+out/10_gamma/gamma.png (BN-only vs full: where the gammas end).
 
 Measured 2026-11-26, defaults, on 2 cores (Intel Xeon, NumPy + OpenBLAS), CIFAR-10's first 5,000
-training and 1,000 test images, seed 0: 215 s. Gammas with |gamma| < 0.1: 8.2% at initialization,
+training and 1,000 test images, seed 0: 215 s. Gammas with `|gamma| < 0.1`: 8.2% at initialization,
 9.8% after one epoch of BN-only training, 11.8% after 8 (full training: 9.6%); below 0.01: 0.4% at
 initialization, 2.1% after BN-only training. What it does not show: the paper's quarter to a third
 near zero, which comes with 160 epochs on all the data.
@@ -121,7 +126,7 @@ if during:
 #     minibn train --depth 14 --epochs 8 --subset 5000 --test-subset 1000 --tensorboard --train all --out runs/r14-all
 #     tensorboard --logdir runs/
 #
-# In the Histograms tab, `abs_gamma/stage_1` to `stage_3` (and the stem and shortcuts) hold |gamma| of each
+# In the Histograms tab, `abs_gamma/stage_1` to `stage_3` (and the stem and shortcuts) hold `|gamma|` of each
 # stage, one slice per epoch: in the BN-only run a pile grows at zero, the channels BatchNorm switches off;
 # in the fully trained run it does not. The Scalars tab has `gamma_below/0.1` (the curve of this lesson's
 # figure), the losses, accuracies and learning rate. `minibn sweep --tensorboard` does the same for every

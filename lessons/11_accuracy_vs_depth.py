@@ -1,14 +1,19 @@
 # %%
-"""Lesson 11: accuracy versus depth, with the paper's numbers beside ours.
+"""Lesson 11: accuracy versus depth, with the paper's numbers beside ours
+======================================================================
 
 What you learn: in the paper, BN-only accuracy grows with depth (a deeper net has more random
 features for BatchNorm to choose from) while full training saturates early. This lesson trains
 BN-only ResNets of three depths (or reads the results of `minibn sweep`) and plots them next to
 the paper's.
-Run:   python lessons/11_accuracy_vs_depth.py --data-dir DIR            (depths 8, 14, 20 on 5,000 images)
-       python lessons/11_accuracy_vs_depth.py --results runs/sweep-cpu (a finished sweep's results)
-       minibn sweep --depths 14,32,56,110 --modes bn,all --epochs 160 --out runs/paper   (the real one)
-Look:  out/11_depth/accuracy_vs_depth.png and the table.
+
+Run::
+
+    python lessons/11_accuracy_vs_depth.py --data-dir DIR            (depths 8, 14, 20 on 5,000 images)
+    python lessons/11_accuracy_vs_depth.py --results runs/sweep-cpu (a finished sweep's results)
+    minibn sweep --depths 14,32,56,110 --modes bn,all --epochs 160 --out runs/paper   (the real one)
+
+Look: out/11_depth/accuracy_vs_depth.png and the table.
 
 Measured 2026-11-26, defaults, on 2 cores (Intel Xeon, NumPy + OpenBLAS), CIFAR-10's first 5,000
 training and 1,000 test images, 8 epochs, seed 0: 263 s. BN-only final test accuracy: ResNet-8 23.2%,

@@ -3,6 +3,7 @@ import json
 
 from click.testing import CliRunner
 
+from minibn import blas_kernel
 from minibn.cli import main
 from tests.conftest import BACKEND, STANDIN
 
@@ -18,6 +19,10 @@ def test_bench_reports_step_time_math_and_profile(tmp_path):
     assert "math: FP32" in result.output
     record = json.loads(out.read_text())
     assert record["math"] == "fp32" and record["results"][0]["train_ms"] > 0 and record["profile"]
+    if BACKEND == "numpy":  # the BLAS kernel that NumPy's matmuls ran, as threadpoolctl reports it
+        kernel = blas_kernel.loaded_kernels()[0]
+        assert f"BLAS (threadpoolctl): {kernel['internal_api']} {kernel['version']}" in result.output
+        assert record["blas"].startswith(kernel["internal_api"]) and record["blas_warnings"] == []
     if STANDIN:  # CuPy's stand-in counts the device operations
         assert "device operations (counted by the CuPy stand-in)" in result.output
         assert record["device_ops"]["train"]["total"] > record["device_ops"]["eval"]["total"] > 0
@@ -35,3 +40,21 @@ def test_bench_compare_torch_without_torch_is_one_line(monkeypatch):
                                        "--eval-batch-size", "4", "--steps", "1", "--repeats", "1",
                                        "--compare", "torch"])
     assert result.exit_code == 1 and "needs PyTorch" in result.output
+
+
+def test_bench_says_when_a_variable_forces_another_blas_kernel(monkeypatch):
+    """A variable such as OPENBLAS_CORETYPE=Haswell makes OpenBLAS run that kernel on any CPU. The tests
+    never set OPENBLAS_CORETYPE itself: MKL_DEBUG_CPU_TYPE exercises the same check, and a stand-in for the
+    probe of a fresh Python plays OpenBLAS picking a newer kernel without the variable."""
+    monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "5")
+    own = blas_kernel.loaded_kernels()
+    line, warnings = blas_kernel.describe()  # asks a fresh Python without the variable: the same kernel here
+    assert warnings == [f"MKL_DEBUG_CPU_TYPE=5 is set; without it this CPU gets the same kernel "
+                        f"({own[0]['architecture'] or '?'})"]
+    monkeypatch.setattr(blas_kernel, "loaded_kernels", lambda environment=None: (
+        [{"internal_api": "openblas", "version": "0.3", "architecture": "Haswell"}] if environment is None else
+        [{"internal_api": "openblas", "version": "0.3", "architecture": "SkylakeX"}]))
+    line, warnings = blas_kernel.describe()
+    assert line == "openblas 0.3, Haswell"
+    assert warnings == ["MKL_DEBUG_CPU_TYPE=5 forces the Haswell kernel; without it OpenBLAS picks SkylakeX for "
+                        "this CPU: unset it to time what this machine can do"]

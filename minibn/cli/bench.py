@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 from rich.table import Table
 
-from minibn import backend, fast
+from minibn import backend, blas_kernel, fast
 from minibn.cli.common import (backend_option, check_depth, console, device_description, fast_path_options, main,
                                select_backend, writable_file)
 from minibn.files import write_text_atomically
@@ -56,6 +58,11 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
     console.print(f"ResNet-{depth}, training {mode}, batch {batch_size}, float32, on {backend.backend_name()}{path}: "
                   f"{device.get('device')}; median of {repeats} repeats of {steps} steps after {warmup} warm-up")
     console.print(f"math: {math_line}, on both sides")
+    blas, blas_warnings = blas_kernel.describe() if not on_gpu else (None, [])
+    if blas:
+        console.print(f"BLAS (threadpoolctl): {blas}")
+    for warning in blas_warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
     cases = [lambda: minibn_case(depth, mode, batch_size, eval_batch_size)]
     if compare == "torch":
         import importlib.util
@@ -99,12 +106,13 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
             table.add_row(op, where, phase, f"{ms:.2f}", f"{ms / total:.0%}", str(calls))
         console.print(table)
     if json_path:
-        record = {"depth": depth, "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
+        record = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "depth": depth, "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                   "steps": steps, "repeats": repeats, "warmup": warmup, "backend": backend.backend_name(),
                   "kernels": on_gpu and fast.kernels_enabled(),
                   "fast_cpu": not on_gpu and fast.fast_cpu_enabled(),
                   "fast_gpu": on_gpu and fast.fast_gpu_enabled() and not fast.kernels_enabled(),
                   "threads": None if on_gpu else fast.settings()["threads"], "math": math_mode, "device": device,
+                  "blas": blas, "blas_warnings": blas_warnings,
                   "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts, "device_ops": device_ops,
                   "profile": [{"op": op, "implementation": where, "phase": phase, "ms": ms, "calls": calls}
                               for op, where, phase, ms, calls in profile_rows]}
