@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from minibn import functional as F
-from minibn import models, nn
+from minibn import models, nn, registry
 from minibn.backend import to_device
 from minibn.batchnorm import batch_norm
 from minibn.conv import conv2d
@@ -121,95 +121,12 @@ def batch_norm_checks(seed: int = 0) -> list[Check]:
     return checks
 
 
-def fast_cpu_checks(seed: int = 0) -> list[Check]:
-    """The fast CPU path's ops (minibn/fast/cpu_*.py), each between ToFlat and FromFlat so that the check
-    perturbs real pixels only (the flat layout's pads are not inputs, they are always zero)."""
-    from minibn.fast.cpu_batchnorm import BatchNormFlat
-    from minibn.fast.cpu_conv import Conv3x3Flat, ConvStridedFlat
-    from minibn.fast.layout import FlatLayout, FromFlat, ToFlat
-    from minibn.fast.pool import GlobalAvgPoolFlat
-    rng = np.random.default_rng(seed)
-    r = rng.standard_normal
-    layout, half = FlatLayout(2, 5, 4), FlatLayout(2, 3, 2)
-
-    def conv3x3(x, w):
-        return FromFlat.apply(Conv3x3Flat.apply(ToFlat.apply(x, layout=layout), w, layout=layout), layout=layout)
-
-    def strided(x, w):
-        k = w.shape[2]
-        out = ConvStridedFlat.apply(ToFlat.apply(x, layout=layout), w, layout=layout, out_layout=half, stride=2,
-                                    padding=k // 2)
-        return FromFlat.apply(out, layout=half)
-
-    def bn_add_relu(x, gamma, beta, residual, training=True):
-        mean, var = to_device(np.zeros(3)), to_device(np.ones(3))
-        out = BatchNormFlat.apply(ToFlat.apply(x, layout=layout), gamma, beta, ToFlat.apply(residual, layout=layout),
-                                  layout=layout, running_mean=mean, running_var=var, training=training,
-                                  momentum=0.1, eps=1e-5, relu=True)
-        return FromFlat.apply(out, layout=layout)
-
-    def pool(x):
-        return GlobalAvgPoolFlat.apply(ToFlat.apply(x, layout=layout), layout=layout)
-
-    x = r((2, 3, 5, 4)) * 2 + 1
-    return [
-        Check("fast_cpu Conv3x3Flat", conv3x3, [r((2, 3, 5, 4)), r((4, 3, 3, 3))], names=["x", "weight"]),
-        Check("fast_cpu ConvStridedFlat 3x3 s=2", strided, [r((2, 3, 5, 4)), r((4, 3, 3, 3))], names=["x", "weight"]),
-        Check("fast_cpu ConvStridedFlat 1x1 s=2", strided, [r((2, 3, 5, 4)), r((4, 3, 1, 1))], names=["x", "weight"]),
-        Check("fast_cpu BatchNormFlat + add + relu (train)", bn_add_relu,
-              [x, rng.uniform(0.5, 1.5, 3), r(3), r((2, 3, 5, 4))], names=["x", "gamma", "beta", "residual"]),
-        Check("fast_cpu BatchNormFlat + add + relu (eval)", lambda *a: bn_add_relu(*a, training=False),
-              [x, rng.uniform(0.5, 1.5, 3), r(3), r((2, 3, 5, 4))], names=["x", "gamma", "beta", "residual"]),
-        Check("fast_cpu GlobalAvgPoolFlat", pool, [r((2, 3, 5, 4))]),
-    ]
-
-
-def fast_gpu_checks(seed: int = 0) -> list[Check]:
-    """The GPU's flat-layout ops (minibn/fast/gpu.py), on CuPy, each between ToFlat and FromFlat as above."""
-    from minibn.fast.gpu import BatchNormFlatGPU, ConvFlatGPU
-    from minibn.fast.layout import FlatLayout, FromFlat, ToFlat
-    rng = np.random.default_rng(seed)
-    r = rng.standard_normal
-    layout, half = FlatLayout(2, 5, 4), FlatLayout(2, 3, 2)
-
-    def conv(x, w, stride):
-        out_layout = layout if stride == 1 else half
-        out = ConvFlatGPU.apply(ToFlat.apply(x, layout=layout), w, layout=layout, out_layout=out_layout,
-                                stride=stride)
-        return FromFlat.apply(out, layout=out_layout)
-
-    def bn_add_relu(x, gamma, beta, residual, training=True):
-        mean, var = to_device(np.zeros(3)), to_device(np.ones(3))
-        out = BatchNormFlatGPU.apply(ToFlat.apply(x, layout=layout), gamma, beta,
-                                     ToFlat.apply(residual, layout=layout), layout=layout, running_mean=mean,
-                                     running_var=var, training=training, momentum=0.1, eps=1e-5, relu=True)
-        return FromFlat.apply(out, layout=layout)
-
-    x = r((2, 3, 5, 4)) * 2 + 1
-    return [
-        Check("fast_gpu ConvFlatGPU 3x3 s=1", lambda x, w: conv(x, w, 1), [r((2, 3, 5, 4)), r((4, 3, 3, 3))],
-              names=["x", "weight"]),
-        Check("fast_gpu ConvFlatGPU 3x3 s=2", lambda x, w: conv(x, w, 2), [r((2, 3, 5, 4)), r((4, 3, 3, 3))],
-              names=["x", "weight"]),
-        Check("fast_gpu ConvFlatGPU 1x1 s=2", lambda x, w: conv(x, w, 2), [r((2, 3, 5, 4)), r((4, 3, 1, 1))],
-              names=["x", "weight"]),
-        Check("fast_gpu BatchNormFlatGPU + add + relu (train)", bn_add_relu,
-              [x, rng.uniform(0.5, 1.5, 3), r(3), r((2, 3, 5, 4))], names=["x", "gamma", "beta", "residual"]),
-        Check("fast_gpu BatchNormFlatGPU + add + relu (eval)", lambda *a: bn_add_relu(*a, training=False),
-              [x, rng.uniform(0.5, 1.5, 3), r(3), r((2, 3, 5, 4))], names=["x", "gamma", "beta", "residual"]),
-    ]
-
-
 def all_checks(seed: int = 0) -> list[Check]:
-    """Every check: the textbook ops; on NumPy also the fast CPU path's ops, on CuPy the GPU's flat-layout ops;
-    then the layers and a tiny ResNet, through whichever implementation each op runs (minibn/registry.py)."""
-    from minibn.backend import backend_name
-    checks = op_checks(seed) + conv_checks(seed) + batch_norm_checks(seed)
-    if backend_name() == "numpy":
-        checks += fast_cpu_checks(seed)
-    else:
-        checks += fast_gpu_checks(seed)
-    return checks + model_checks(seed)
+    """Every check: the textbook ops; the fast versions' own ops for this backend, where the fast package has
+    registered them (minibn/fast/checks.py); then the layers and a tiny ResNet, through whichever
+    implementation each op runs (minibn/registry.py)."""
+    fast_checks = registry.run_fast("checks", seed) or []
+    return op_checks(seed) + conv_checks(seed) + batch_norm_checks(seed) + fast_checks + model_checks(seed)
 
 
 def model_checks(seed: int = 0):

@@ -17,6 +17,7 @@ switches (switches.py), for good or, as a context manager, for a block.
     sgd.py             CuPy     SGD over one packed array per dtype (PackedSGD)           optim.SGD
     threads.py         NumPy    Python threads, one per core, single-threaded BLAS
     buffers.py         NumPy    arrays reused from step to step
+    checks.py          both     gradient checks of the ops above, for `minibn gradcheck`
 
 A fast op returns its activation as a FlatTensor (layout.py); the next op with a flat version takes it
 as it is, so a network's activations stay flat from layer to layer, and any other op gets it back in
@@ -31,7 +32,7 @@ import numpy as np
 
 from minibn import backend, ops, registry
 from minibn.backend import is_cupy_array
-from minibn.fast import cpu_batchnorm, cpu_conv, gpu, kernels, layout, pool, running_stats, sgd
+from minibn.fast import checks, cpu_batchnorm, cpu_conv, gpu, kernels, layout, pool, running_stats, sgd
 from minibn.fast.switches import Switches, switches, use
 from minibn.fast.threads import num_threads, set_num_threads
 from minibn.profiler import profiler
@@ -141,8 +142,9 @@ def kept_bytes() -> int:
     return gpu.kept_bytes()
 
 
-registry.fast_versions.update(one_off_shapes=one_off_shapes, conv2d=conv2d, batch_norm_relu=batch_norm_relu, global_avg_pool2d=global_avg_pool2d,
-                              cross_entropy=cross_entropy, sgd_update=sgd_update, training_optimizer=training_optimizer)
+registry.fast_versions.update(conv2d=conv2d, batch_norm_relu=batch_norm_relu, global_avg_pool2d=global_avg_pool2d,
+                              cross_entropy=cross_entropy, sgd_update=sgd_update, training_optimizer=training_optimizer,
+                              one_off_shapes=one_off_shapes, checks=checks.checks_for_this_backend)
 
 
 # ---- the switches under their old names, and what `minibn info` and `bench --profile` show ----
