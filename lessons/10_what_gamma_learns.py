@@ -31,7 +31,7 @@ from training_helpers import add_training_arguments, dataset, smoke, train_run
 
 from minibn.analysis import THRESHOLDS, fraction_below, gamma_by_stage, read_metrics
 from minibn.models import cifar_resnet
-from minibn.train import model_from_checkpoint
+from minibn.checkpoint import model_from_checkpoint
 
 args = lesson_args("10_gamma", __doc__, lambda p: (add_training_arguments(p, depth=14, epochs=8, subset=5000,
                                                                          test_subset=1000),

@@ -17,15 +17,14 @@ import numpy as np
 from minibn import backend, registry
 from minibn import functional as F
 from minibn.analysis import fraction_below, gamma_by_stage
-from minibn.checkpoint import (Progress, TrainConfig, check_config, model_from_checkpoint,  # noqa: F401 (API)
-                               read_checkpoint, read_run_checkpoint, restore, save_checkpoint)
+from minibn.checkpoint import Progress, TrainConfig, check_config, save_checkpoint
 from minibn.data import Cifar10, CifarLoader
 from minibn.files import remove_stale_temporaries
 from minibn.models import cifar_resnet, set_trainable
 from minibn.nn import Module
 from minibn.optim import SGD, learning_rate
-from minibn.runs import (RunFolderError, append_record, differences, read_config, read_records, run_folder_lock,
-                         write_json, write_records)
+from minibn.resume import notice, resume_from
+from minibn.runs import RunFolderError, append_record, read_records, run_folder_lock, write_json, write_records
 from minibn.stop_signals import StopSignals
 from minibn.tensor import no_grad
 
@@ -100,12 +99,8 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, t
          given_stop: StopSignals | None) -> dict:
     checkpoint = out / "checkpoint.npz"
     for name in remove_stale_temporaries(out):
-        _notice(console, f"removed {out / name}, left by a save that was cut short")
-    data = _subset(data, config, console)
-    train_loader = CifarLoader(data.x_train, data.y_train, config.batch_size, train=True, seed=config.seed)
-    test_loader = CifarLoader(data.x_test, data.y_test, config.eval_batch_size, train=False)
-    data_used = {"data_source": data.source, "train_images": train_loader.num_images,
-                 "test_images": test_loader.num_images}
+        notice(console, f"removed {out / name}, left by a save that was cut short")
+    train_loader, test_loader, data_used = _loaders(_subset(data, config, console), config)
 
     model = cifar_resnet(config.depth, config.width, seed=config.seed)
     trainable = set_trainable(model, config.train, seed=config.seed)
@@ -113,7 +108,7 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, t
     optimizer = registry.run_fast("training_optimizer", model, **settings) or SGD(model.parameters(), **settings)
     progress, best_acc, lr_changes, last_saved = Progress(), 0.0, [], None
     if resume:
-        progress, best_acc, lr_changes = _resume(checkpoint, config, model, optimizer, data_used, len(train_loader),
+        progress, best_acc, lr_changes = resume_from(checkpoint, config, model, optimizer, data_used, len(train_loader),
                                                  console)
         last_saved = replace(progress)  # a copy: the loop updates progress in place
     else:
@@ -134,20 +129,11 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, t
             _train_epoch(model, optimizer, train_loader, config, progress, total_steps, warmup_steps, console, stop)
             test_loss, test_acc = evaluate(model, test_loader)
             best_acc = max(best_acc, test_acc)
-            record = {"epoch": progress.epoch + 1,
-                      "lr": learning_rate(progress.global_step - 1, total_steps, config.lr, config.schedule,
-                                          warmup_steps=warmup_steps),
-                      "train_loss": progress.loss_sum / progress.seen, "train_acc": progress.correct / progress.seen,
-                      "test_loss": test_loss, "test_acc": test_acc, "seconds": progress.seconds,
-                      "images_per_s": progress.seen / max(progress.seconds, 1e-9),
-                      "gamma_below": gamma_fractions(model)}  # how many channels BatchNorm switched off so far
+            record = _epoch_record(model, config, progress, total_steps, warmup_steps, test_loss, test_acc)
             append_record(out / "metrics.jsonl", record)
             if board is not None:
                 board.write(record, model)
-            console.print(f"epoch {record['epoch']:>3}/{config.epochs}  lr {record['lr']:.4g}  "
-                          f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%}  "
-                          f"test loss {test_loss:.4f} acc {test_acc:.2%}  {progress.seconds:.1f}s "
-                          f"({record['images_per_s']:.0f} img/s)", soft_wrap=True)  # one line, even in a log
+            _print_epoch(console, record, config.epochs, progress.seconds)
             progress = Progress(epoch=progress.epoch + 1, global_step=progress.global_step)
             save_checkpoint(checkpoint, model, optimizer, config, progress, best_acc, lr_changes)
             last_saved = replace(progress)
@@ -171,6 +157,25 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, t
             stop.restore()
         if board is not None:
             board.close()
+
+
+def _epoch_record(model, config: TrainConfig, progress: Progress, total_steps: int, warmup_steps: int,
+                  test_loss: float, test_acc: float) -> dict:
+    """The epoch's line of metrics.jsonl."""
+    return {"epoch": progress.epoch + 1,
+            "lr": learning_rate(progress.global_step - 1, total_steps, config.lr, config.schedule,
+                                warmup_steps=warmup_steps),
+            "train_loss": progress.loss_sum / progress.seen, "train_acc": progress.correct / progress.seen,
+            "test_loss": test_loss, "test_acc": test_acc, "seconds": progress.seconds,
+            "images_per_s": progress.seen / max(progress.seconds, 1e-9),
+            "gamma_below": gamma_fractions(model)}  # how many channels BatchNorm switched off so far
+
+
+def _print_epoch(console, record: dict, epochs: int, seconds: float) -> None:
+    console.print(f"epoch {record['epoch']:>3}/{epochs}  lr {record['lr']:.4g}  "
+                  f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2%}  "
+                  f"test loss {record['test_loss']:.4f} acc {record['test_acc']:.2%}  {seconds:.1f}s "
+                  f"({record['images_per_s']:.0f} img/s)", soft_wrap=True)  # one line, even in a log
 
 
 def _train_epoch(model, optimizer, loader, config, progress: Progress, total_steps, warmup_steps, console,
@@ -225,70 +230,22 @@ def _train_epoch(model, optimizer, loader, config, progress: Progress, total_ste
             raise
 
 
+def _loaders(data: Cifar10, config: TrainConfig) -> tuple[CifarLoader, CifarLoader, dict]:
+    """The training and test loaders, and what they hold (recorded in config.json, checked on resume)."""
+    train_loader = CifarLoader(data.x_train, data.y_train, config.batch_size, train=True, seed=config.seed)
+    test_loader = CifarLoader(data.x_test, data.y_test, config.eval_batch_size, train=False)
+    return train_loader, test_loader, {"data_source": data.source, "train_images": train_loader.num_images,
+                                       "test_images": test_loader.num_images}
+
+
 def _subset(data: Cifar10, config: TrainConfig, console) -> Cifar10:
     """The first --subset training and --test-subset test images, saying so if there are fewer."""
     for option, asked, have, which in (("--subset", config.subset, len(data.x_train), "training"),
                                        ("--test-subset", config.test_subset, len(data.x_test), "test")):
         if asked is not None and asked > have:
-            _notice(console, f"{option} {asked} is more than the {have} {which} images of {data.source}: "
+            notice(console, f"{option} {asked} is more than the {have} {which} images of {data.source}: "
                              f"using all {have}")
     return data.subset(config.subset, config.test_subset)
-
-
-def _resume(checkpoint: Path, config: TrainConfig, model: Module, optimizer: SGD, data_used: dict,
-            steps_per_epoch: int, console) -> tuple[Progress, float, list]:
-    """Load the checkpoint of the run in ``checkpoint.parent``, refusing one that is not this run's."""
-    out = checkpoint.parent
-    meta, model_state, optim_state = read_run_checkpoint(out)
-    saved, folder = TrainConfig(**meta["config"]), read_config(out)
-    if other := differences(asdict(saved), asdict(config), ignore=("lr", "eval_batch_size")):
-        raise ValueError(f"{out} holds a run with {', '.join(f'{k} {theirs}' for k, theirs, _ in other)}, "
-                         f"not {', '.join(f'{k} {mine}' for k, _, mine in other)}; resume it with its own "
-                         f"options, or choose another folder")
-    if folder and not _same_data(folder, data_used):
-        raise ValueError(f"{out} was trained on {folder.get('train_images')} training and "
-                         f"{folder.get('test_images')} test images of {folder.get('data_source')}, but this data "
-                         f"gives {data_used['train_images']} and {data_used['test_images']} of "
-                         f"{data_used['data_source']}; pass the run's own data (--data, --data-dir)")
-    progress = Progress(**meta["progress"])
-    if progress.epoch > saved.epochs or progress.step_in_epoch > steps_per_epoch:
-        raise ValueError(f"{checkpoint}: its progress (epoch {progress.epoch}, step {progress.step_in_epoch}) "
-                         f"does not fit {saved.epochs} epochs of {steps_per_epoch} steps; the file was edited")
-    restore(checkpoint, saved, model, model_state, optimizer, optim_state, steps_done=progress.global_step)
-    lr_changes = list(meta.get("lr_changes", []))
-    if config.lr != saved.lr:
-        if progress.epoch >= saved.epochs:
-            raise ValueError(f"{out} has finished its {saved.epochs} epochs: a new learning rate would change nothing")
-        lr_changes.append({"epoch": progress.epoch + 1, "step": progress.step_in_epoch, "from": saved.lr,
-                           "to": config.lr})
-        _notice(console, f"learning rate {saved.lr:g} -> {config.lr:g} from here on (recorded in config.json)")
-    _repair_log(out / "metrics.jsonl", progress.epoch, console)
-    console.print(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
-    return progress, meta["best_test_acc"], lr_changes
-
-
-def _same_data(saved: dict, used: dict) -> bool:
-    """Same image counts, and the bundled sample in both or in neither (a data folder may have moved)."""
-    def is_sample(info):
-        return str(info.get("data_source", "")).startswith("bundled sample")
-    return all(saved.get(k, used[k]) == used[k] for k in ("train_images", "test_images")) \
-        and is_sample(saved) == is_sample(used)
-
-
-def _repair_log(metrics: Path, epoch: int, console) -> None:
-    """Keep only the log lines of epochs the checkpoint has (a run killed in between logged one more),
-    and drop a torn last line, saying so."""
-    records, torn = read_records(metrics) if metrics.exists() else ([], False)
-    kept = [r for r in records if r["epoch"] <= epoch]
-    if torn:
-        _notice(console, f"{metrics}: removed a torn last line (a write that was cut short)")
-    if torn or kept != records or not metrics.exists():
-        write_records(metrics, kept)
-
-
-def _notice(console, text: str) -> None:
-    """One line, however long (paths are), and taken literally (a path may hold [brackets])."""
-    console.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 def _kept(last_saved: Progress | None, out: Path, advice: str | None = None) -> str:

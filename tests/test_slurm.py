@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from minibn.cli import main
 from minibn.cli.common import console
-from minibn.train import read_checkpoint
+from minibn.checkpoint import read_checkpoint
 from tests.conftest import STANDIN
 from tests.slurm_cluster import PrivateSlurm, missing
 from tests.test_launchers import results, same_weights

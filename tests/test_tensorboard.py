@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from minibn.analysis import gamma_by_stage
 from minibn.cli import main
-from minibn.train import model_from_checkpoint
+from minibn.checkpoint import model_from_checkpoint
 from tests.conftest import BACKEND
 
 TINY = ["--backend", BACKEND, "--width", "4", "--batch-size", "50", "--data", "sample", "--subset", "200",

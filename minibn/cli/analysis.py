@@ -52,7 +52,7 @@ def plot(backend_name, runs, out):
 def analyze(backend_name, checkpoint, out):
     """Report BatchNorm gamma statistics of a checkpoint: fractions near zero per stage, and a histogram."""
     from minibn.analysis import THRESHOLDS, fraction_below, gamma_by_stage, plot_gamma_histogram
-    from minibn.train import model_from_checkpoint
+    from minibn.checkpoint import model_from_checkpoint
     select_backend(backend_name, default="numpy")
     try:
         model, meta = model_from_checkpoint(Path(checkpoint))

@@ -94,7 +94,7 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
 
 def resumed_config(asked, out: Path):
     """The checkpoint's config, with a new --lr if one was given; UsageError for any other option that differs."""
-    from minibn.train import TrainConfig, read_run_checkpoint
+    from minibn.checkpoint import TrainConfig, read_run_checkpoint
     ctx = click.get_current_context()
     meta, _, _ = read_run_checkpoint(out)
     saved = TrainConfig(**meta["config"])
@@ -141,7 +141,8 @@ def print_summary(summary: dict, out) -> None:
 def evaluate_command(backend_name, checkpoint, data, data_dir, batch_size, use_fast_cpu, use_kernels):
     """Report the test accuracy of a checkpoint written by `minibn train`."""
     from minibn.data import CifarLoader
-    from minibn.train import evaluate, model_from_checkpoint
+    from minibn.checkpoint import model_from_checkpoint
+    from minibn.train import evaluate
     select_backend(backend_name)
     fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
     try:
