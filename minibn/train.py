@@ -148,10 +148,8 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, t
     except RunFolderError as error:
         raise RunFolderError(f"{error}; {_kept(last_saved, out)}") from None
     except TrainingStopped as error:
-        smaller = f"--lr {config.lr / 10:g}"
-        advice = (f"start again with a smaller learning rate ({smaller})" if last_saved is None else
-                  f"continue it with a smaller learning rate: minibn train --resume --out {out} {smaller}")
-        raise TrainingStopped(f"{error}; {_kept(last_saved, out, advice)}") from None
+        raise TrainingStopped(f"{error}; {_kept(last_saved, out, _smaller_lr_advice(config, last_saved, out))}") \
+            from None
     finally:
         if given_stop is None:
             stop.restore()
@@ -246,6 +244,12 @@ def _subset(data: Cifar10, config: TrainConfig, console) -> Cifar10:
             notice(console, f"{option} {asked} is more than the {have} {which} images of {data.source}: "
                              f"using all {have}")
     return data.subset(config.subset, config.test_subset)
+
+
+def _smaller_lr_advice(config: TrainConfig, last_saved: Progress | None, out: Path) -> str:
+    smaller = f"--lr {config.lr / 10:g}"
+    return (f"start again with a smaller learning rate ({smaller})" if last_saved is None else
+            f"continue it with a smaller learning rate: minibn train --resume --out {out} {smaller}")
 
 
 def _kept(last_saved: Progress | None, out: Path, advice: str | None = None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime, timezone
-from pathlib import Path
 
 import click
 from rich.table import Table
@@ -46,23 +45,7 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
         raise click.UsageError("--math tf32 needs a GPU (TF32 is a tensor-core format); on a CPU the math is FP32")
     fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels, threads=threads)
     device = device_description()
-    if on_gpu:
-        path = (" + kernels" if fast.kernels_enabled() else " (flat layout, fast_gpu)" if fast.fast_gpu_enabled()
-                else " (textbook ops)")
-    else:
-        count = fast.settings()["threads"]
-        path = (f" (fast CPU path, {count} thread{'s' if count > 1 else ''})" if fast.fast_cpu_enabled()
-                else " (textbook ops)")
-    math_line = ("TF32 matmuls (and TF32 cuDNN convolutions in PyTorch)" if math_mode == "tf32"
-                 else "FP32 everywhere (TF32 off in cuBLAS and cuDNN)" if on_gpu else "FP32")
-    console.print(f"ResNet-{depth}, training {mode}, batch {batch_size}, float32, on {backend.backend_name()}{path}: "
-                  f"{device.get('device')}; median of {repeats} repeats of {steps} steps after {warmup} warm-up")
-    console.print(f"math: {math_line}, on both sides")
-    blas, blas_warnings = blas_kernel.describe() if not on_gpu else (None, [])
-    if blas:
-        console.print(f"BLAS (threadpoolctl): {blas}")
-    for warning in blas_warnings:
-        console.print(f"[yellow]warning: {warning}[/yellow]")
+    blas, blas_warnings = _print_header(depth, mode, batch_size, steps, repeats, warmup, math_mode, on_gpu, device)
     cases = [lambda: minibn_case(depth, mode, batch_size, eval_batch_size)]
     if compare == "torch":
         import importlib.util
@@ -72,18 +55,7 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
         console.print("minibn and PyTorch take turns, repeat by repeat")
     results = run(cases, batch_size, eval_batch_size, steps, repeats, warmup)
 
-    table = Table(title="training step and evaluation")
-    peak = "peak MiB" if on_gpu else "peak RSS MiB"
-    memory_columns = (peak, "kept MiB") if on_gpu else (peak,)  # kept: scratch held from step to step
-    for column in ("", "ms/step", "min-max", "train img/s", "eval img/s", "s/epoch", *memory_columns):
-        table.add_column(column, justify="left" if not column else "right")
-    for r in results:
-        low, high = r["train_spread_ms"]
-        memory = ["" if r[key] is None else f"{r[key]:.0f}"
-                  for key in ("peak_memory_mib", "kept_memory_mib")[:len(memory_columns)]]
-        table.add_row(r["name"], f"{r['train_ms']:.1f}", f"{low:.0f}-{high:.0f}", f"{r['train_images_per_s']:.0f}",
-                      f"{r['eval_images_per_s']:.0f}", f"{r['epoch_seconds']:.1f}", *memory)
-    console.print(table)
+    console.print(_results_table(results, on_gpu))
     for r in results[1:]:
         console.print(f"{r['name']}: {r['detail']}")
     ratios = {}
@@ -98,15 +70,10 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
         f"{name} {ms:.0f} ms ({ms / step_ms:.0%})" for name, ms in parts.items()))
     device_ops = device_operations(depth, mode, batch_size, eval_batch_size) if on_gpu else None
     if profile:
-        total = sum(row[3] for row in profile_rows)
-        table = Table(title="where a training step's time goes (each op synchronized)")
-        for column in ("op", "implementation", "phase", "ms/step", "share", "calls/step"):
-            table.add_column(column, justify="right" if column not in ("op", "implementation", "phase") else "left")
-        for op, where, phase, ms, calls in profile_rows:
-            table.add_row(op, where, phase, f"{ms:.2f}", f"{ms / total:.0%}", str(calls))
-        console.print(table)
+        console.print(_profile_table(profile_rows))
     if json_path:
-        record = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "depth": depth, "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
+        record = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "depth": depth,
+                  "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                   "steps": steps, "repeats": repeats, "warmup": warmup, "backend": backend.backend_name(),
                   "kernels": on_gpu and fast.kernels_enabled(),
                   "fast_cpu": not on_gpu and fast.fast_cpu_enabled(),
@@ -116,11 +83,66 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
                   "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts, "device_ops": device_ops,
                   "profile": [{"op": op, "implementation": where, "phase": phase, "ms": ms, "calls": calls}
                               for op, where, phase, ms, calls in profile_rows]}
-        try:
-            write_text_atomically(json_path, json.dumps(record, indent=2) + "\n")
-        except OSError as error:  # e.g. the disk filled during the benchmark
-            raise click.ClickException(f"cannot write {json_path} ({error.strerror}); the results are printed "
-                                       f"above") from None
+        _write_json(json_path, record)
+
+
+def _print_header(depth, mode, batch_size, steps, repeats, warmup, math_mode, on_gpu: bool, device: dict):
+    """What is measured, on what, with which math and BLAS kernel; returns the kernel and any warnings."""
+    math_line = ("TF32 matmuls (and TF32 cuDNN convolutions in PyTorch)" if math_mode == "tf32"
+                 else "FP32 everywhere (TF32 off in cuBLAS and cuDNN)" if on_gpu else "FP32")
+    console.print(f"ResNet-{depth}, training {mode}, batch {batch_size}, float32, on {backend.backend_name()}"
+                  f"{_path_description(on_gpu)}: {device.get('device')}; median of {repeats} repeats of {steps} "
+                  f"steps after {warmup} warm-up")
+    console.print(f"math: {math_line}, on both sides")
+    blas, blas_warnings = blas_kernel.describe() if not on_gpu else (None, [])
+    if blas:
+        console.print(f"BLAS (threadpoolctl): {blas}")
+    for warning in blas_warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
+    return blas, blas_warnings
+
+
+def _write_json(json_path, record: dict) -> None:
+    try:
+        write_text_atomically(json_path, json.dumps(record, indent=2) + "\n")
+    except OSError as error:  # e.g. the disk filled during the benchmark
+        raise click.ClickException(f"cannot write {json_path} ({error.strerror}); the results are printed "
+                                   f"above") from None
+
+
+def _path_description(on_gpu: bool) -> str:
+    """Which implementation the benchmark's minibn runs, for its first line."""
+    if on_gpu:
+        return (" + kernels" if fast.kernels_enabled() else " (flat layout, fast_gpu)" if fast.fast_gpu_enabled()
+                else " (textbook ops)")
+    count = fast.settings()["threads"]
+    return (f" (fast CPU path, {count} thread{'s' if count > 1 else ''})" if fast.fast_cpu_enabled()
+            else " (textbook ops)")
+
+
+def _results_table(results: list[dict], on_gpu: bool) -> Table:
+    table = Table(title="training step and evaluation")
+    peak = "peak MiB" if on_gpu else "peak RSS MiB"
+    memory_columns = (peak, "kept MiB") if on_gpu else (peak,)  # kept: scratch held from step to step
+    for column in ("", "ms/step", "min-max", "train img/s", "eval img/s", "s/epoch", *memory_columns):
+        table.add_column(column, justify="left" if not column else "right")
+    for r in results:
+        low, high = r["train_spread_ms"]
+        memory = ["" if r[key] is None else f"{r[key]:.0f}"
+                  for key in ("peak_memory_mib", "kept_memory_mib")[:len(memory_columns)]]
+        table.add_row(r["name"], f"{r['train_ms']:.1f}", f"{low:.0f}-{high:.0f}", f"{r['train_images_per_s']:.0f}",
+                      f"{r['eval_images_per_s']:.0f}", f"{r['epoch_seconds']:.1f}", *memory)
+    return table
+
+
+def _profile_table(profile_rows: list) -> Table:
+    total = sum(row[3] for row in profile_rows)
+    table = Table(title="where a training step's time goes (each op synchronized)")
+    for column in ("op", "implementation", "phase", "ms/step", "share", "calls/step"):
+        table.add_column(column, justify="right" if column not in ("op", "implementation", "phase") else "left")
+    for op, where, phase, ms, calls in profile_rows:
+        table.add_row(op, where, phase, f"{ms:.2f}", f"{ms / total:.0%}", str(calls))
+    return table
 
 
 def device_operations(depth: int, mode: str, batch_size: int, eval_batch_size: int) -> dict | None:
