@@ -118,7 +118,7 @@ def minibn_case(depth: int, mode: str, batch_size: int, eval_batch_size: int) ->
             return xp.get_default_memory_pool().total_bytes()  # the pool keeps what the step needed at most
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the process's peak so far
 
-    def kept_bytes():  # fast_gpu's scratch matrices and masks, kept from step to step (README, "The GPU path")
+    def kept_bytes():  # fast/gpu.py's scratch matrices and masks, kept from step to step (lessons/guide/speed.md)
         return fast.kept_bytes() if xp.__name__ == "cupy" else None
     return Case("minibn", train_step, eval_step, backend.synchronize, peak_bytes, kept_bytes=kept_bytes)
 

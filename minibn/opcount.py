@@ -78,7 +78,7 @@ def step_counts(depth: int, mode: str, batch_size: int = 8, eval_batch_size: int
         with no_grad():
             model(images)
     model.eval()
-    eval_forward()  # the first also makes what is kept from call to call (fast_gpu's scratch matrices, masks)
+    eval_forward()  # the first also makes what is kept from call to call (fast/gpu.py's scratch matrices, masks)
     evaluation = count_device_ops(eval_forward)
     model.train()
     return {"train": train, "eval": evaluation}

@@ -169,15 +169,11 @@ def test_the_kernels_are_picked_only_for_the_dtypes_they_are_compiled_for():
 
         def __init__(self, dtype):
             self.dtype = np.dtype(dtype)
-    was = fast.kernels_enabled()
-    fast.use_kernels(True)
-    try:
+    with fast.use(kernels=True):  # puts the switch back after
         for dtype in (np.float16, np.int64, np.complex64):
             assert not fast.kernels_for(DeviceArray(dtype)), dtype
         for dtype in fast.KERNEL_DTYPES:
             assert fast.kernels_for(DeviceArray(dtype)), dtype
-    finally:
-        fast.use_kernels(was)
 
 
 # ---- every CuPy name minibn calls exists ----------------------------------------------------------------

@@ -49,7 +49,7 @@ backend_option = click.option(  # passed as backend_name: `backend` is the modul
 
 def _set_fast_gpu(ctx, param, value) -> None:
     if value is not None:
-        fast.use_fast_gpu(value)
+        fast.use(fast_gpu=value)
 
 
 def fast_path_options(command):

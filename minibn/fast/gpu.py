@@ -35,8 +35,9 @@ from minibn.tensor import Tensor
 
 # Scratch matrices and masks, by what they are for and their shape. What is kept between training steps is
 # bounded: per conv shape one column matrix each way (C*k*k rows, forward and input gradient) and one
-# spread matrix, per layout a mask and two clip bounds; for a ResNet-20 at batch 128 about 590 MiB (README,
-# "The GPU path"). Shapes seen once (an evaluation's batch) are given back when that ends: one_off_shapes().
+# spread matrix, per layout a mask and two clip bounds; for a ResNet-20 at batch 128 about 590 MiB
+# (lessons/guide/speed.md, "Device memory"). Shapes seen once (an evaluation's batch) are given back when
+# that ends: one_off_shapes().
 _kept: dict[tuple, object] = {}
 
 

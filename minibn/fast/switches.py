@@ -13,7 +13,7 @@
     chunk_bytes   bytes of im2col columns per chunk of the CPU conv (cpu_conv.py)                   2 MiB
 
 The default rule: a fast path is on by default once it is known to beat the textbook ops on its device
-(README, Speed). The kernels are not measured yet, so they are off.
+(lessons/guide/speed.md). The kernels are not measured yet, so they are off.
 
     minibn.fast.use(kernels=True)              sets a switch (None leaves one as it is)
     with minibn.fast.use(fast_cpu=False):      sets it for the block, then puts every switch back
