@@ -15,11 +15,11 @@ from typing import Callable
 
 import numpy as np
 
-from minibn import backend, fast, registry
+from minibn import backend, fast
 from minibn import functional as F
 from minibn.models import cifar_resnet, set_trainable
-from minibn.optim import SGD
 from minibn.tensor import Tensor, no_grad, profiler
+from minibn.train import training_optimizer
 
 CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
 
@@ -89,8 +89,7 @@ def minibn_training_step(depth: int, mode: str, batch_size: int, width: int = 16
     rng = np.random.default_rng(0)
     model = cifar_resnet(depth, width=width, seed=0)
     set_trainable(model, mode)
-    settings = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)  # minibn train's optimizer (PackedSGD on CuPy)
-    optimizer = registry.run_fast("training_optimizer", model, **settings) or SGD(model.parameters(), **settings)
+    optimizer = training_optimizer(model, lr=0.01, momentum=0.9, weight_decay=1e-4)
     images = Tensor(rng.standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32))
     labels = backend.to_device(rng.integers(0, 10, batch_size))
 

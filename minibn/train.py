@@ -67,6 +67,13 @@ def gamma_fractions(model: Module) -> dict[str, float]:
     return {f"{t:g}": fraction for t, fraction in fraction_below(gammas).items()}
 
 
+def training_optimizer(model: Module, lr: float, momentum: float, weight_decay: float) -> SGD:
+    """The optimizer of ``minibn train`` (and bench): the fast package's where it has one (PackedSGD on CuPy,
+    minibn/fast/sgd.py), else optim.SGD."""
+    settings = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return registry.run_fast("training_optimizer", model, **settings) or SGD(model.parameters(), **settings)
+
+
 def train_step(model: Module, optimizer: SGD, images, labels, lr: float):
     """One SGD step; returns the loss and the number correct as device scalars (no sync)."""
     optimizer.lr = lr
@@ -104,8 +111,7 @@ def _run(config: TrainConfig, data: Cifar10, out: Path, resume: bool, console, t
 
     model = cifar_resnet(config.depth, config.width, seed=config.seed)
     trainable = set_trainable(model, config.train, seed=config.seed)
-    settings = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    optimizer = registry.run_fast("training_optimizer", model, **settings) or SGD(model.parameters(), **settings)
+    optimizer = training_optimizer(model, config.lr, config.momentum, config.weight_decay)
     progress, best_acc, lr_changes, last_saved = Progress(), 0.0, [], None
     if resume:
         progress, best_acc, lr_changes = resume_from(checkpoint, config, model, optimizer, data_used, len(train_loader),

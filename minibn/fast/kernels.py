@@ -25,8 +25,13 @@ __all__ = ["Conv2dKernels", "BatchNormKernels", "CrossEntropyKernels", "sgd_upda
 
 
 @functools.cache
-def _compiled():
-    """Build the kernels once (CuPy compiles them lazily at their first launch)."""
+def _compiled() -> dict:
+    """Build the kernels once, by name (CuPy compiles each lazily at its first launch)."""
+    return {**_conv_kernels(), **_batchnorm_kernels(), **_cross_entropy_and_sgd_kernels()}
+
+
+def _conv_kernels() -> dict:
+    """im2col and col2im, one thread per output element (a column entry, an input pixel)."""
     import cupy
 
     im2col = cupy.ElementwiseKernel(
@@ -65,6 +70,12 @@ def _compiled():
         dx = total;
         """,
         "minibn_col2im")
+    return {"im2col": im2col, "col2im": col2im}
+
+
+def _batchnorm_kernels() -> dict:
+    """BatchNormKernels' launches: the variance, the normalization, dgamma's sum and the input gradient."""
+    import cupy
 
     bn_forward = cupy.ElementwiseKernel(
         "T x, T mean, T inv_std, T gamma, T beta", "T xhat, T y",
@@ -81,6 +92,13 @@ def _compiled():
         "T g, T xhat, T scale, T beta_term, T gamma_term", "T dx",
         "dx = scale * (g - beta_term - xhat * gamma_term);",
         "minibn_bn_backward_x")
+    return {"bn_forward": bn_forward, "sum_of_products": sum_of_products,
+            "sum_of_squared_deviations": sum_of_squared_deviations, "bn_backward_x": bn_backward_x}
+
+
+def _cross_entropy_and_sgd_kernels() -> dict:
+    """CrossEntropyKernels' backward and sgd_update, one launch each."""
+    import cupy
 
     cross_entropy_backward = cupy.ElementwiseKernel(  # invalid: NaN for a row whose label is outside [0, K)
         "T log_prob, raw int64 labels, int32 K, raw T scale, raw T invalid", "T dlogit",
@@ -97,9 +115,7 @@ def _compiled():
         param -= (T)(lr * buf);
         """,
         "minibn_sgd")
-    return {"im2col": im2col, "col2im": col2im, "bn_forward": bn_forward, "sum_of_products": sum_of_products,
-            "sum_of_squared_deviations": sum_of_squared_deviations,
-            "bn_backward_x": bn_backward_x, "cross_entropy_backward": cross_entropy_backward, "sgd": sgd}
+    return {"cross_entropy_backward": cross_entropy_backward, "sgd": sgd}
 
 
 def im2col(x, kh: int, kw: int, stride: int, padding: int):
@@ -136,7 +152,12 @@ class Conv2dKernels(Conv2d):
 
 class BatchNormKernels(BatchNorm):
     """batchnorm.BatchNorm (its twin and oracle) in training mode on NCHW: the variance, the normalization
-    and the input gradient each one launch. minibn/fast/__init__.py picks it for training-mode (N, C, H, W) input only."""
+    and the input gradient each one launch. minibn/fast/__init__.py picks it for training-mode (N, C, H, W) input only.
+
+    x, g (N, C, H, W); gamma, beta, mean, var, s = 1/sqrt(var + eps) (C,); sums over the M = N*H*W values of a channel:
+      forward   var = sum((x - mean)^2) / M        xhat = (x - mean) s,  y = gamma xhat + beta    (two launches)
+      backward  dbeta = sum(g),  dgamma = sum(g xhat),  dx = gamma s (g - dbeta/M - xhat dgamma/M)  (one launch)
+    the formulas batchnorm.BatchNorm's docstring derives; running statistics through running_stats.update."""
 
     @staticmethod
     def forward(ctx: Context, x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
@@ -148,7 +169,7 @@ class BatchNormKernels(BatchNorm):
         inv_std = 1 / cupy.sqrt(var + eps)
         xhat, y = _compiled()["bn_forward"](x, mean.reshape(shape), inv_std.reshape(shape), gamma.reshape(shape),
                                             beta.reshape(shape))
-        running_stats.update(running_mean, running_var, mean, var, m, momentum)  # batchnorm.py's update
+        running_stats.update(running_mean, running_var, mean, var, m, momentum)
         ctx.save_for_backward(xhat, inv_std, gamma)
         ctx.training, ctx.axes, ctx.shape, ctx.m = True, (0, 2, 3), shape, m
         return y
