@@ -35,7 +35,8 @@ class ValueCheck:
     compute: Callable[[], list[tuple[str, object, object]]]
 
 
-def _away_from_zero(rng, *shape, margin=0.1):
+def away_from_zero(rng, *shape, margin=0.1):
+    """Normal samples moved ``margin`` away from 0 (from ReLU's kink)."""
     x = rng.standard_normal(shape)
     return x + np.sign(x) * margin
 
@@ -57,7 +58,7 @@ def op_checks(seed: int = 0) -> list[Check]:
         Check("exp", lambda a: a.exp(), [r((3, 4))]),
         Check("log", lambda a: a.log(), [positive(3, 4)]),
         Check("sqrt", lambda a: a.sqrt(), [positive(3, 4)]),
-        Check("relu", F.relu, [_away_from_zero(rng, 3, 4)]),
+        Check("relu", F.relu, [away_from_zero(rng, 3, 4)]),
         Check("matmul", lambda a, b: a @ b, [r((3, 4)), r((4, 5))]),
         Check("matmul (batched)", lambda a, b: a @ b, [r((2, 3, 4)), r((4, 5))]),
         Check("sum", lambda a: a.sum(), [r((3, 4))]),

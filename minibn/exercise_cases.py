@@ -24,7 +24,9 @@ import numpy as np
 from minibn import functional, ops
 from minibn.backend import to_device, to_host
 from minibn.batchnorm import BatchNorm
+from minibn.checks import away_from_zero
 from minibn.conv import Conv2d, conv2d_naive
+from minibn.gradcheck import gradcheck
 from minibn.tensor import Tensor, no_grad
 
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 0.01  # the SGD exercise's settings
@@ -70,30 +72,21 @@ REFERENCE = SimpleNamespace(ReLU=ops.ReLU, CrossEntropy=functional.CrossEntropy,
                             Conv2d=Conv2d, BatchNorm=_BatchNormTrainingMode)
 
 
-def _reference_gradients(case: GradCase, eps: float = 1e-6) -> dict[str, np.ndarray]:
-    """Output and gradients of the reference (NumPy, float64); its backward must agree with central differences
-    (sum(f(x + eps e_i) * g) - sum(f(x - eps e_i) * g)) / (2 eps) of its forward, or the grader stops."""
+def _reference_gradients(case: GradCase) -> dict[str, np.ndarray]:
+    """Output and gradients of the reference (NumPy, float64) for the case's upstream gradient ``g``; its backward
+    must also pass minibn.gradcheck (central differences of its forward, in float64), or the grader stops."""
     arrays = {name: np.array(value, dtype=np.float64 if name in case.wrt else value.dtype)
               for name, value in case.inputs.items()}
     tensors = {name: Tensor(a, requires_grad=True) if name in case.wrt else a for name, a in arrays.items()}
     out = case.call(REFERENCE, tensors)
     out.backward(case.inputs["g"].copy())
     result = {"output": np.array(out.data), **{f"grad {name}": np.array(tensors[name].grad) for name in case.wrt}}
-    with no_grad():
-        def weighted_output() -> float:
-            return float((case.call(REFERENCE, {k: Tensor(a) if k in case.wrt else a for k, a in arrays.items()}).data
-                          * case.inputs["g"]).sum())
-        for name in case.wrt:
-            flat, numeric = arrays[name].reshape(-1), np.empty(arrays[name].size)
-            for i, original in enumerate(flat.copy()):
-                flat[i] = original + eps
-                plus = weighted_output()
-                flat[i] = original - eps
-                numeric[i] = (plus - weighted_output()) / (2 * eps)
-                flat[i] = original
-            analytic = result[f"grad {name}"].reshape(-1)
-            if not np.allclose(analytic, numeric, rtol=1e-3, atol=1e-5):
-                raise RuntimeError(f"minibn's reference for {case.name} disagrees with central differences on {name}")
+
+    def reference(*differentiated):
+        return case.call(REFERENCE, {**arrays, **dict(zip(case.wrt, differentiated))})
+    for check in gradcheck(reference, [arrays[name] for name in case.wrt], names=case.wrt):
+        if not check.passed:
+            raise RuntimeError(f"minibn's reference for {case.name} disagrees with central differences on {check.name}")
     return result
 
 
@@ -102,11 +95,6 @@ def _grad_case(name, call, wrt, rng, **inputs) -> GradCase:
     with no_grad():
         out = call(REFERENCE, {k: Tensor(np.asarray(v, dtype=np.float64)) if k in wrt else v for k, v in inputs.items()})
     return GradCase(name, {**inputs, "g": rng.standard_normal(out.shape)}, tuple(wrt), call)
-
-
-def _away_from_zero(rng, shape):
-    x = rng.standard_normal(shape)
-    return x + np.sign(x) * 0.1  # away from ReLU's kink at 0
 
 
 def _call_relu(m, t):
@@ -130,7 +118,7 @@ def _call_batch_norm(m, t):
 
 
 def _relu(rng):
-    return [_grad_case("relu", _call_relu, ["x"], rng, x=_away_from_zero(rng, (4, 5)))]
+    return [_grad_case("relu", _call_relu, ["x"], rng, x=away_from_zero(rng, 4, 5))]
 
 
 def _cross_entropy(rng):
