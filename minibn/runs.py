@@ -270,8 +270,11 @@ def write_json(path: Path, value: dict) -> None:
 # ---- comparing configs ------------------------------------------------------------------------
 def read_small_json(path: Path, limit: int = 1 << 20):
     """A JSON file of at most ``limit`` bytes (a run's config or summary is a few kB; a stray 40 GB file is not
-    read): ValueError naming it if it is larger or not JSON, OSError if it cannot be read."""
-    with open(path, "rb") as file:
+    read, a FIFO not waited on): ValueError naming it if it is larger, not a file or not JSON, OSError if it
+    cannot be read."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:  # a FIFO's open would wait for a writer
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise ValueError(f"{path} is not a regular file: not a file minibn wrote")
         text = file.read(limit + 1)
     if len(text) > limit:
         raise ValueError(f"{path} is over {limit >> 20} MiB: not a file minibn wrote")

@@ -386,3 +386,17 @@ def test_a_missing_or_looping_data_dir_is_refused_not_created(data, tmp_path):
 def test_a_subset_larger_than_the_data_is_reported(data_dir, tmp_path):
     result = train(*TINY, "--epochs", "1", "--subset", "5000", "--data-dir", data_dir, "--out", str(tmp_path / "r"))
     assert result.exit_code == 0 and "--subset 5000 is more than the 200 training images" in result.output
+
+
+def test_a_fifo_named_config_json_is_left_out_not_waited_on(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from minibn.runs import read_config
+    os.mkfifo(tmp_path / "config.json")  # a plain open() of a FIFO waits for a writer: sweep would hang on it
+    with ThreadPoolExecutor(1) as pool:
+        read = pool.submit(read_config, tmp_path)
+        try:
+            assert read.result(timeout=10) == {}
+        finally:
+            if not read.done():  # unblock the reader, so that the test fails instead of hanging
+                os.close(os.open(tmp_path / "config.json", os.O_WRONLY | os.O_NONBLOCK))

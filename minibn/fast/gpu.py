@@ -207,7 +207,7 @@ class BatchNormFlatGPU(FlatFunction):
                 mean = x @ weights
                 xhat = x - mean[:, None]                   # centered for now; normalized in place below
                 var = (xhat * xhat) @ weights
-            running_stats.update(running_mean, running_var, mean, var, m, momentum)  # batchnorm.py's update
+            running_stats.update(running_mean, running_var, mean, var, m, momentum)  # batchnorm.py's, or stacked
         else:
             mean, var = running_mean, running_var
             xhat = x - mean[:, None]
