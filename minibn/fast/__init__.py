@@ -48,7 +48,7 @@ def _float(array) -> bool:
     return array.dtype in (np.float32, np.float64)
 
 
-def flat_for(array) -> bool:
+def fast_cpu_for(array) -> bool:
     """True if ops on ``array`` run the fast CPU path (the flat layout's ops): a NumPy float array, fast_cpu on."""
     return switches.fast_cpu and isinstance(array, np.ndarray) and _float(array)
 
@@ -70,7 +70,7 @@ def kernels_for(array) -> bool:
 def conv2d(x: Tensor, weight, bias, stride: int, padding: int):
     """F.conv2d's fast versions: the CPU flat conv (no bias, padding <= 1), kernels' Conv2dKernels, or the
     GPU flat conv (no bias, 1x1 or 3x3, padding k // 2). Twin: conv.Conv2d."""
-    if flat_for(x.data) and cpu_conv.has_flat_version(weight.shape, bias, padding):
+    if fast_cpu_for(x.data) and cpu_conv.has_flat_version(weight.shape, bias, padding):
         return cpu_conv.conv2d(layout.flat(x), weight, stride, padding)
     if kernels_for(x.data):
         return kernels.Conv2dKernels.apply(x, weight, *(() if bias is None else (bias,)), stride=stride,
@@ -84,7 +84,7 @@ def batch_norm_relu(x: Tensor, gamma, beta, residual=None, relu: bool = True, **
     """F.batch_norm_relu's fast versions: one fused op on the flat layout (cpu_batchnorm.BatchNormFlat or
     gpu.BatchNormFlatGPU), or kernels' BatchNormKernels then Add and ReLU. Twin: batchnorm.BatchNorm (+ Add,
     ReLU)."""
-    flat_op = cpu_batchnorm.BatchNormFlat if flat_for(x.data) else gpu.BatchNormFlatGPU if fast_gpu_for(x.data) \
+    flat_op = cpu_batchnorm.BatchNormFlat if fast_cpu_for(x.data) else gpu.BatchNormFlatGPU if fast_gpu_for(x.data) \
         else None
     if flat_op is not None and x.ndim == 4:
         x = layout.flat(x)
