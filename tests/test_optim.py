@@ -1,4 +1,4 @@
-"""SGD (momentum, weight decay, frozen and masked parameters), its flat-buffer twin PackedSGD (minibn/fast/sgd.py),
+"""SGD (momentum, weight decay, frozen and masked parameters), its packed-buffer twin PackedSGD (minibn/fast/sgd.py),
 and the learning-rate schedules."""
 import numpy as np
 import pytest

@@ -81,19 +81,25 @@ class PackedSGD(SGD):
 
     def step(self) -> None:
         for group in self._packs():
-            with_grad = [p.grad is not None for p in group.params]
-            started = [i in self.momentum_buffers for i in group.indices]
-            if all(with_grad) and (all(started) or not any(started)):  # one update of the packed arrays
+            if self._one_update_fits(group):
                 group.collect_grads()
-                self.update(group.data, group.grad, group.mask, group.momentum, first=not any(started))
+                first = group.indices[0] not in self.momentum_buffers
+                self.update(group.data, group.grad, group.mask, group.momentum, first)
                 if self.momentum:
                     self.momentum_buffers.update(group.momentum_views)
                 continue
-            for i, p, has_grad in zip(group.indices, group.params, with_grad):  # some without a gradient
-                if has_grad:
+            for i, p in zip(group.indices, group.params):  # optim.SGD's step, through the packed views
+                if p.grad is not None:
                     self.update(p.data, p.grad, p.mask, group.momentum_views[i], first=i not in self.momentum_buffers)
                     if self.momentum:
                         self.momentum_buffers[i] = group.momentum_views[i]
+
+    def _one_update_fits(self, group: ParameterPack) -> bool:
+        """True if one update of the packed arrays is every parameter's own update: each has a gradient (one
+        without must not move, as in PyTorch), and all are at the same step, since ``first`` is one flag for
+        the pack: all have a momentum buffer, or none has (the first step)."""
+        started = {i in self.momentum_buffers for i in group.indices}  # {True}, {False}, or both
+        return all(p.grad is not None for p in group.params) and len(started) == 1
 
     def _packs(self) -> list[ParameterPack]:
         """The packs of the trainable parameters, rebuilt when those or their arrays changed."""
