@@ -22,6 +22,8 @@ A BatchNorm run outside the model's forward updates at once; statistics of a for
 """
 from __future__ import annotations
 
+import numpy as np
+
 from minibn.backend import array_module
 from minibn.batchnorm import update_running_stats
 from minibn.nn import BatchNorm2d
@@ -66,12 +68,13 @@ class Stack:
         xp = array_module(self.running)
         rates = tuple((m, momentum) for _, _, m, momentum in pending)
         if rates not in self.coefficients:  # made once per batch size (the last batch of an epoch may differ)
-            sizes = [mean.size for mean, _ in self.buffers]
-            keep = [1 - momentum for (m, momentum), size in zip(rates, sizes) for _ in range(size)]
-            add = ([momentum for (m, momentum), size in zip(rates, sizes) for _ in range(size)]
-                   + [momentum * m / (m - 1) for (m, momentum), size in zip(rates, sizes) for _ in range(size)])
-            same = len(set(keep)) == 1  # one momentum for all: a scalar, no array
-            self.coefficients[rates] = (keep[0] if same else xp.asarray(keep + keep, dtype=self.running.dtype),
+            sizes = [mean.size for mean, _ in self.buffers]  # each layer's value, repeated over its channels:
+            keep = np.repeat([1 - momentum for _, momentum in rates], sizes)
+            add = np.concatenate([np.repeat([momentum for _, momentum in rates], sizes),
+                                  np.repeat([momentum * m / (m - 1) for m, momentum in rates], sizes)])
+            same = bool(np.all(keep == keep[0]))  # one momentum for all: a scalar, no array
+            self.coefficients[rates] = (float(keep[0]) if same else xp.asarray(np.concatenate([keep, keep]),
+                                                                                dtype=self.running.dtype),
                                         xp.asarray(add, dtype=self.running.dtype))
         keep, add = self.coefficients[rates]
         batch = xp.concatenate([p[0] for p in pending] + [p[1] for p in pending])
