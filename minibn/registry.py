@@ -1,5 +1,5 @@
-"""The fast versions of ops, by name: where F.conv2d, F.batch_norm, F.batch_norm_relu, F.global_avg_pool2d,
-F.cross_entropy and SGD's update look before they run their textbook op.
+"""The fast versions of ops, by name: where F.conv2d, F.batch_norm(_relu), F.global_avg_pool2d, F.cross_entropy and
+SGD's update look first (and train.py for its optimizer and evaluation's scratch, checks.py for more checks).
 
 Empty unless a fast package fills it (minibn/fast/__init__.py does when it is imported: by ``import
 minibn``, by the commands, or by ``minibn.fast.use(...)``). A fast version takes the op's arguments and
