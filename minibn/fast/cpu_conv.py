@@ -32,7 +32,6 @@ from minibn.fast.threads import in_parallel, num_threads, split
 from minibn.tensor import Tensor
 
 
-
 def chunk_bounds(count: int, bytes_per_item: int) -> list[tuple[int, int]]:
     """Cut range(count) into chunks of about switches.chunk_bytes (a core's L2 cache), as many as a multiple
     of the threads."""
