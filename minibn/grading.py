@@ -139,10 +139,11 @@ def to_json(records: list[tuple[str | None, Record]], seed: int | None = None) -
 
 
 def to_gradescope(files: list[tuple[str, list[Record]]], hints: dict[str, str] | None = None,
-                  seed: int | None = None) -> str:
+                  seed: int | None = None, message: str = "") -> str:
     """Gradescope's results.json: one test per file and check, named "FILE: CHECK" (just the check for
     minibn's own ops), worth 1 point when every input passes, with what went wrong, and the exercise's first
-    hint, as its output. Two files never share a test, so no student's result hides another's."""
+    hint, as its output. Two files never share a test, so no student's result hides another's. ``message``
+    (why nothing was graded, say) leads the results' output."""
     tests = {}
     for file, records in files:
         for r in records:
@@ -156,6 +157,7 @@ def to_gradescope(files: list[tuple[str, list[Record]]], hints: dict[str, str] |
         hint = (hints or {}).get(test.pop("exercise")) if test["status"] == "failed" else None
         test["output"] = (test["output"] + (f"hint: {hint}" if hint else "")).strip() or "passed"
     results = {"score": sum(t["score"] for t in tests.values()), "tests": list(tests.values())}
-    if seed is not None:
-        results["output"] = f"inputs drawn with --seed {seed}"
+    if seed is not None or message:
+        results["output"] = "\n".join(line for line in (message, seed is not None and f"inputs drawn with --seed {seed}")
+                                      if line)
     return json.dumps(results, indent=2)

@@ -28,3 +28,16 @@ def test_a_file_is_graded_on_the_exercise_its_top_level_assigns_not_one_it_switc
     assert result.exit_code == 1 and not any(r["passed"] for r in records), result.output
     assert {r["exercise"] for r in records} == {"conv2d"}
     assert any("relu" in r["message"] and "conv2d" in r["message"] for r in records)
+
+
+def test_a_submission_with_no_exercise_file_still_gets_a_gradescope_result_saying_why(tmp_path):
+    """Gradescope found no results.json (the autograder 'failed to execute') when a student handed in only a
+    helper, or nothing: the student saw no reason and the instructor a broken autograder."""
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "helpers.py").write_text("x = 1\n")
+    out = tmp_path / "results" / "results.json"
+    result = grade(tmp_path / "submission", "--format", "gradescope", "--output", str(out), "--seed", "3")
+    assert result.exit_code == 1 and "no exercise files" in result.output
+    results = json.loads(out.read_text())
+    assert results["score"] == 0 and results["tests"] == []
+    assert results["output"].startswith("no exercise files") and "--seed 3" in results["output"]
