@@ -41,3 +41,12 @@ def test_a_submission_with_no_exercise_file_still_gets_a_gradescope_result_sayin
     results = json.loads(out.read_text())
     assert results["score"] == 0 and results["tests"] == []
     assert results["output"].startswith("no exercise files") and "--seed 3" in results["output"]
+
+
+def test_output_without_a_json_format_is_a_usage_error_not_a_table_and_no_file(tmp_path):
+    """`--output grades.json` alone printed the table, wrote no file and exited 0: a class's grades lost."""
+    out, submission = tmp_path / "grades.json", tmp_path / "ex_relu.py"
+    submission.write_text('EXERCISE = "relu"\nfrom minibn.ops import ReLU\n')
+    result = grade(submission, "--output", str(out))
+    assert result.exit_code == 2 and "--format json" in result.output and "Traceback" not in result.output
+    assert not out.exists()

@@ -48,6 +48,9 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, t
     from minibn.submission import Graded
     select_backend(backend_name)
     fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
+    if output and output_format == "table":  # the grades would be printed, and the file the user asked for never made
+        raise click.UsageError("--output writes the json or gradescope format; add --format json (or gradescope), or "
+                               "leave --output out to see the table")
     if output:  # checked before grading, not after a class's worth of it
         _check_writable(output)
     interrupted, checked_on = False, backend.backend_name()
