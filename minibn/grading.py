@@ -99,8 +99,7 @@ def grade_case(exercise: str, case, sent: dict) -> list[Record]:
     against the reference computed here from the grader's own copy of the inputs."""
     if "status" in sent:  # the student's code raised: it can only fail this way, never pass
         status = str(sent["status"]) if str(sent["status"]) in (NOT_WRITTEN, "fail") else "error"
-        message = printable(str(sent.get("message", ""))[:2 * MESSAGE_LIMIT])[:MESSAGE_LIMIT]
-        return [Record(exercise, case.name, "", status, message=message)]
+        return [Record(exercise, case.name, "", status, message=student_message(sent))]
     sent = {name: array for name, array in sent.items() if array.dtype.kind in "biuf"}  # numbers only
     if isinstance(case, ValueCase):
         return [_compare(exercise, case.name, name, yours, expected) for name, yours, expected in case.expected(sent)]
@@ -114,6 +113,11 @@ def grade_case(exercise: str, case, sent: dict) -> list[Record]:
         records.append(_compare(exercise, case.name, name, sent.get(f"grad {name}"), reference[f"grad {name}"],
                                 **GRADIENT_TOLERANCE))
     return records
+
+
+def student_message(frame: dict) -> str:
+    """The message a student's process sent, printable, at most MESSAGE_LIMIT characters."""
+    return printable(str(frame.get("message", ""))[:2 * MESSAGE_LIMIT])[:MESSAGE_LIMIT]
 
 
 def printable(text: str) -> str:

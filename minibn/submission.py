@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from minibn.class_folder import Submission
-from minibn.grading import Record, grade_case, printable
+from minibn.grading import Record, grade_case, printable, student_message
 
 DEFAULT_TIMEOUT = 60.0   # seconds per file: the reference solutions take about one
 OUTPUT_KEPT = 2000       # bytes of a file's printing kept from its start, and as many from its end
@@ -132,7 +132,7 @@ def _verdicts(frames: list, cases: dict[str, list], exercise: str) -> tuple[list
         elif "done" in frame:
             done = True
         elif "status" in frame and failed_early is None:  # the file failed before its checks: at import, say
-            failed_early = Record(exercise, FILE_CHECK, "", "error", message=printable(str(frame.get("message", ""))))
+            failed_early = Record(exercise, FILE_CHECK, "", "error", message=student_message(frame))
     if failed_early is not None:
         return [failed_early], exercise, done, None
     records = []

@@ -50,3 +50,15 @@ def test_output_without_a_json_format_is_a_usage_error_not_a_table_and_no_file(t
     result = grade(submission, "--output", str(out))
     assert result.exit_code == 2 and "--format json" in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_a_file_that_raises_a_huge_message_at_import_gets_a_short_row(tmp_path):
+    """An exception at import carried its whole message (megabytes) into the row, the table and the JSON; the
+    same message raised by a check was already cut to MESSAGE_LIMIT characters."""
+    from minibn.grading import MESSAGE_LIMIT
+    path = tmp_path / "ex_relu.py"
+    path.write_text('EXERCISE = "relu"\nraise ValueError("ab " * 1_000_000)\n')
+    result = grade(path, "--format", "json")
+    [record] = json.loads(result.stdout)
+    assert result.exit_code == 1 and record["status"] == "error" and record["message"].startswith("ValueError: ab")
+    assert len(record["message"]) <= MESSAGE_LIMIT
