@@ -16,7 +16,7 @@ import numpy as np
 from minibn.models import MODES, cifar_resnet, set_trainable
 from minibn.nn import Module
 from minibn.optim import SCHEDULES, SGD
-from minibn.runs import RunFolderError, differences, read_config
+from minibn.runs import RunFolderError, check_still_locked, differences, read_config
 from minibn.serialization import load, save
 
 
@@ -84,6 +84,7 @@ def save_checkpoint(path: Path, model: Module, optimizer: SGD, config: TrainConf
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
     arrays["meta"] = np.array(json.dumps(meta))
+    check_still_locked(path.parent)
     try:
         save(arrays, str(path))
     except OSError as error:

@@ -40,6 +40,7 @@ class RunFolderError(Exception):
 
 # ---- one writer per folder --------------------------------------------------------------------
 _held: dict[str, int] = {}  # real path of a folder this process has locked -> how many `with` blocks hold it
+_locks: dict[str, "_Lock"] = {}  # the same real path -> its lock, for check_still_locked
 
 
 @contextlib.contextmanager
@@ -59,12 +60,23 @@ def run_folder_lock(folder: Path, create: bool = True):
             _held[key] -= 1
         return
     lock = _acquire(Path(folder), create)
-    _held[key] = 1
+    _held[key], _locks[key] = 1, lock
     try:
         yield folder
     finally:
-        del _held[key]
+        del _held[key], _locks[key]
         lock.release()
+
+
+def check_still_locked(folder: Path) -> None:
+    """Before a write into ``folder``: RunFolderError if this process locked it and what is at its path now is
+    not what it locked (the folder was moved aside, removed or replaced while the run wrote it: a second run
+    may have locked the new one, and two runs would write one folder). A folder not locked here passes."""
+    lock = _locks.get(os.path.realpath(folder))
+    if lock is not None and lock.fd is not None and not _still_there(
+            lock.fd, Path(folder) / LOCK_NAME if lock.on_file else Path(folder)):
+        raise RunFolderError(f"{folder} was moved, removed or replaced while this run wrote it: the run stops and "
+                             f"writes nothing into what is there now")
 
 
 class _Lock:
@@ -247,6 +259,7 @@ def read_records(path: Path) -> tuple[list[dict], bool]:
 
 def write_records(path: Path, records: list[dict]) -> None:
     """Replace the log with ``records``, one JSON line each, atomically (RunFolderError if it fails)."""
+    check_still_locked(path.parent)
     try:
         write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
     except OSError as error:
@@ -261,6 +274,7 @@ def append_record(path: Path, record: dict) -> None:
 
 def write_json(path: Path, value: dict) -> None:
     """config.json or summary.json, atomically (RunFolderError if it fails)."""
+    check_still_locked(path.parent)
     try:
         write_text_atomically(path, json.dumps(value, indent=2) + "\n")
     except OSError as error:

@@ -1,10 +1,18 @@
-"""A hostile tester's findings on the merged grader (issues 20-23): each failed before its fix."""
+"""A hostile tester's findings on the merged main (issues 20-23): each test failed before its fix."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import pytest
 from click.testing import CliRunner
 
 from minibn.cli import main
+from minibn.runs import RunFolderError, append_record, run_folder_lock, write_json
 from tests.conftest import BACKEND
+from tests.fake_cifar import make_fake_cifar
 
 
 def grade(path, *options):
@@ -62,3 +70,41 @@ def test_a_file_that_raises_a_huge_message_at_import_gets_a_short_row(tmp_path):
     [record] = json.loads(result.stdout)
     assert result.exit_code == 1 and record["status"] == "error" and record["message"].startswith("ValueError: ab")
     assert len(record["message"]) <= MESSAGE_LIMIT
+
+
+# ---- run folders ------------------------------------------------------------------------------------
+def test_a_locked_run_folder_moved_aside_and_replaced_is_not_written_by_its_old_run(tmp_path):
+    """The lock holds the folder, but the run wrote by path: after `mv run run.old; mkdir run` it wrote into the
+    new folder, which a second run could lock too (metrics 5, 6, 6, 7, 7, ...; a 30-epoch run's summary said 51)."""
+    out = tmp_path / "run"
+    with run_folder_lock(out):
+        write_json(out / "config.json", {"depth": 8})
+        out.rename(tmp_path / "run.old")
+        out.mkdir()
+        for write in (lambda: write_json(out / "summary.json", {}), lambda: append_record(out / "metrics.jsonl", {})):
+            with pytest.raises(RunFolderError, match="moved, removed or replaced"):
+                write()
+    assert list(out.iterdir()) == [] and (tmp_path / "run.old" / "config.json").exists()
+
+
+def test_a_training_run_whose_folder_is_moved_aside_stops_with_one_line(tmp_path):
+    make_fake_cifar(tmp_path / "data")
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "minibn", "train", "--backend", BACKEND, "--depth", "8", "--width",
+                              "4", "--batch-size", "50", "--epochs", "200", "--data-dir", str(tmp_path / "data"),
+                              "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoint.npz").exists():
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.05)
+        out.rename(tmp_path / "run.old")
+        out.mkdir()
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+    assert first.returncode == 1 and "Traceback" not in stderr and "moved, removed or replaced" in stderr
+    assert list(out.iterdir()) == []
