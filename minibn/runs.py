@@ -231,15 +231,24 @@ def _holder(folder: Path) -> str:
 
 
 # ---- the metrics log ---------------------------------------------------------------------------
+RECORDS_LIMIT = 64 << 20  # bytes of a metrics.jsonl: about 200,000 epochs' lines
+
+
 def read_records(path: Path) -> tuple[list[dict], bool]:
     """The records of a metrics.jsonl, and whether its last line was torn (a write cut short) and left out.
 
-    A bad line anywhere but at the end is not a torn write: ValueError naming the file and line.
+    A bad line anywhere but at the end is not a torn write: ValueError naming the file and line. So is a file
+    over RECORDS_LIMIT bytes (a stray 40 GB file is not read).
     """
     try:
-        lines = Path(path).read_bytes().decode(errors="replace").splitlines()
+        with open(path, "rb") as file:
+            data = file.read(RECORDS_LIMIT + 1)
     except OSError as error:
         raise ValueError(f"cannot read {path} ({error.strerror})") from None
+    if len(data) > RECORDS_LIMIT:
+        raise ValueError(f"{path} is over {RECORDS_LIMIT >> 20} MiB, not a log minibn wrote (one short line an epoch); "
+                         "move it away, or start the run again")
+    lines = data.decode(errors="replace").splitlines()
     records, torn = [], False
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -108,3 +108,19 @@ def test_a_training_run_whose_folder_is_moved_aside_stops_with_one_line(tmp_path
             first.wait()
     assert first.returncode == 1 and "Traceback" not in stderr and "moved, removed or replaced" in stderr
     assert list(out.iterdir()) == []
+
+
+def test_a_40_gb_sparse_metrics_log_is_one_line_for_plot_and_resume(tmp_path):
+    """plot read the whole log (MemoryError, a traceback); train --resume said "out of memory at batch size 128 ...
+    start a new run with --batch-size 64", advice that does not help."""
+    make_fake_cifar(tmp_path / "data")
+    out = tmp_path / "run"
+    common = ["--backend", BACKEND, "--depth", "8", "--width", "4", "--batch-size", "50", "--epochs", "1",
+              "--data-dir", str(tmp_path / "data"), "--out", str(out)]
+    assert CliRunner().invoke(main, ["train", *common]).exit_code == 0
+    with open(out / "metrics.jsonl", "r+b") as log:
+        log.truncate(40 << 30)  # sparse: no disk used
+    for command in (["plot", str(out), "--out", str(tmp_path / "curves.png")], ["train", "--resume", *common]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "metrics.jsonl is over 64 MiB" in result.output and "batch-size" not in result.output
