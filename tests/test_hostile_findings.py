@@ -124,3 +124,14 @@ def test_a_40_gb_sparse_metrics_log_is_one_line_for_plot_and_resume(tmp_path):
         result = CliRunner().invoke(main, command)
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert "metrics.jsonl is over 64 MiB" in result.output and "batch-size" not in result.output
+
+
+def test_a_right_answer_that_leaves_a_thread_running_passes_without_waiting_for_the_time_limit(tmp_path):
+    """The child waited for the file's thread after it had sent every result: the file was 'stopped after N s, the
+    time limit' and failed, and each such file cost the whole --timeout."""
+    path = tmp_path / "ex_relu.py"
+    path.write_text('EXERCISE = "relu"\nimport threading, time\nfrom minibn.ops import ReLU\n'
+                    'threading.Thread(target=time.sleep, args=(1000,)).start()\n')
+    started = time.monotonic()
+    result = grade(path, "--timeout", "20")
+    assert result.exit_code == 0 and time.monotonic() - started < 15, result.output
