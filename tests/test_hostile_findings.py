@@ -135,3 +135,11 @@ def test_a_right_answer_that_leaves_a_thread_running_passes_without_waiting_for_
     started = time.monotonic()
     result = grade(path, "--timeout", "20")
     assert result.exit_code == 0 and time.monotonic() - started < 15, result.output
+
+
+def test_out_of_memory_on_a_resumed_run_at_the_smallest_batch_gives_no_same_size_advice():
+    """Issue 20's leftover, on resume: "out of memory at batch size 2, ...; start a new run with --batch-size 2"."""
+    from minibn.cli.common import out_of_memory
+    message = out_of_memory(2, 2, resumed=True).message
+    assert "--batch-size 2" not in message and "smallest" in message
+    assert "--batch-size 64" in out_of_memory(128, 2, resumed=True).message
