@@ -143,3 +143,15 @@ def test_out_of_memory_on_a_resumed_run_at_the_smallest_batch_gives_no_same_size
     message = out_of_memory(2, 2, resumed=True).message
     assert "--batch-size 2" not in message and "smallest" in message
     assert "--batch-size 64" in out_of_memory(128, 2, resumed=True).message
+
+
+@pytest.mark.parametrize("text", ["{garbage", '["a list"]'])
+def test_a_damaged_slurm_jobs_file_is_one_line_for_any_sweep(tmp_path, text):
+    """sweep/slurm/jobs.json is read by every sweep (a local one too): a damaged one was a JSONDecodeError
+    traceback."""
+    (tmp_path / "sweep" / "slurm").mkdir(parents=True)
+    (tmp_path / "sweep" / "slurm" / "jobs.json").write_text(text)
+    result = CliRunner().invoke(main, ["sweep", "--backend", BACKEND, "--data", "sample", "--depths", "8", "--modes",
+                                       "bn", "--epochs", "1", "--out", str(tmp_path / "sweep")])
+    assert result.exit_code == 1 and "Traceback" not in result.output and result.exception is not None
+    assert "jobs.json is not the list of Slurm jobs" in result.output and "delete it" in result.output
