@@ -232,12 +232,14 @@ def _holder(folder: Path) -> str:
 
 # ---- the metrics log ---------------------------------------------------------------------------
 RECORDS_LIMIT = 64 << 20  # bytes of a metrics.jsonl: about 200,000 epochs' lines
+RECORD_NUMBERS = ("train_loss", "test_acc", "seconds")  # in every record; what plot and the summary read
 
 
 def read_records(path: Path) -> tuple[list[dict], bool]:
     """The records of a metrics.jsonl, and whether its last line was torn (a write cut short) and left out.
 
-    A bad line anywhere but at the end is not a torn write: ValueError naming the file and line. So is a file
+    A record holds an integer "epoch" and the numbers RECORD_NUMBERS. A bad line anywhere but at the end is not
+    a torn write: ValueError naming the file and line. So is a file
     over RECORDS_LIMIT bytes (a stray 40 GB file is not read).
     """
     try:
@@ -255,7 +257,8 @@ def read_records(path: Path) -> tuple[list[dict], bool]:
             continue
         try:
             record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int) or not all(
+                    type(record.get(name)) in (int, float) for name in RECORD_NUMBERS):
                 raise ValueError("not a record")
         except ValueError:
             if number == len(lines):

@@ -155,3 +155,20 @@ def test_a_damaged_slurm_jobs_file_is_one_line_for_any_sweep(tmp_path, text):
                                        "bn", "--epochs", "1", "--out", str(tmp_path / "sweep")])
     assert result.exit_code == 1 and "Traceback" not in result.output and result.exception is not None
     assert "jobs.json is not the list of Slurm jobs" in result.output and "delete it" in result.output
+
+
+def test_a_log_line_without_the_numbers_of_a_record_is_named_not_a_key_error(tmp_path):
+    """{"epoch": 2} passed for a record: `plot` said "Error: 'test_acc'", and resuming a finished run whose log
+    ended with it was a KeyError traceback."""
+    make_fake_cifar(tmp_path / "data")
+    out = tmp_path / "run"
+    common = ["--backend", BACKEND, "--depth", "8", "--width", "4", "--batch-size", "50", "--epochs", "1",
+              "--data-dir", str(tmp_path / "data"), "--out", str(out)]
+    assert CliRunner().invoke(main, ["train", *common]).exit_code == 0
+    good = (out / "metrics.jsonl").read_text()
+    (out / "metrics.jsonl").write_text(good + '{"epoch": 1}\n')  # last: a torn write, left out
+    result = CliRunner().invoke(main, ["train", "--resume", *common])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n' + good)
+    result = CliRunner().invoke(main, ["plot", str(out), "--out", str(tmp_path / "curves.png")])
+    assert result.exit_code == 1 and "metrics.jsonl line 1 is not a metrics record; delete that line" in result.output
