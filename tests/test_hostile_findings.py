@@ -172,3 +172,23 @@ def test_a_log_line_without_the_numbers_of_a_record_is_named_not_a_key_error(tmp
     (out / "metrics.jsonl").write_text('{"epoch": 1}\n' + good)
     result = CliRunner().invoke(main, ["plot", str(out), "--out", str(tmp_path / "curves.png")])
     assert result.exit_code == 1 and "metrics.jsonl line 1 is not a metrics record; delete that line" in result.output
+
+
+def test_a_checkpoint_whose_metadata_claims_a_huge_width_is_refused_before_building_it(tmp_path):
+    """eval built the model from the metadata first: width 100000 was a 671 GiB MemoryError traceback."""
+    import numpy as np
+    make_fake_cifar(tmp_path / "data")
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["train", "--backend", BACKEND, "--depth", "8", "--width", "4", "--batch-size",
+                                     "50", "--epochs", "1", "--data-dir", str(tmp_path / "data"), "--out",
+                                     str(out)]).exit_code == 0
+    arrays = dict(np.load(out / "checkpoint.npz"))
+    meta = json.loads(str(arrays["meta"]))
+    meta["config"]["width"] = 100_000
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(out / "checkpoint.npz", **arrays)
+    for command in ("eval", "analyze"):
+        result = CliRunner().invoke(main, [command, str(out / "checkpoint.npz"), "--data-dir", str(tmp_path / "data")]
+                                    if command == "eval" else [command, str(out / "checkpoint.npz")])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "metadata says depth 8, width 100000, but its arrays hold another model" in result.output
