@@ -191,4 +191,10 @@ def test_a_checkpoint_whose_metadata_claims_a_huge_width_is_refused_before_build
         result = CliRunner().invoke(main, [command, str(out / "checkpoint.npz"), "--data-dir", str(tmp_path / "data")]
                                     if command == "eval" else [command, str(out / "checkpoint.npz")])
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-        assert "metadata says depth 8, width 100000, but its arrays hold another model" in result.output
+        assert "metadata says depth 8, width 100000, but its arrays" in " ".join(result.output.split())
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "width": 100_000}))  # the folder agrees with it
+    result = CliRunner().invoke(main, ["train", "--resume", "--backend", BACKEND, "--data-dir", str(tmp_path / "data"),
+                                       "--out", str(out)])
+    assert result.exit_code == 1 and "out of memory" not in result.output, result.output
+    assert "do not fit the ResNet-8 of width 100000" in " ".join(result.output.split())
