@@ -16,7 +16,7 @@ import numpy as np
 from minibn.models import MODES, cifar_resnet, set_trainable
 from minibn.nn import Module
 from minibn.optim import SCHEDULES, SGD
-from minibn.runs import RunFolderError, differences, read_config
+from minibn.runs import RunFolderError, check_still_locked, differences, read_config
 from minibn.serialization import load, save
 
 
@@ -84,6 +84,7 @@ def save_checkpoint(path: Path, model: Module, optimizer: SGD, config: TrainConf
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
     arrays["meta"] = np.array(json.dumps(meta))
+    check_still_locked(path.parent)
     try:
         save(arrays, str(path))
     except OSError as error:
@@ -118,6 +119,23 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
     return meta, model_state, optim_state
 
 
+def check_model_size(path: Path, config: dict, model_state: dict, width_only: bool = False) -> None:
+    """ValueError unless the metadata's depth and width are those of the arrays: a model is built from the
+    metadata before the arrays are loaded into it, and an edited width of 100000 would allocate 671 GiB.
+    ``width_only``: the width alone (resuming; restore names any other misfit, once the model is built)."""
+    stem = model_state.get("conv1.weight")
+    blocks = sum(1 for name in model_state if name.startswith("layer") and name.endswith(".conv1.weight"))
+    if width_only and stem is None:  # restore names what is missing
+        return
+    if stem is None or stem.shape[:1] != (config["width"],) or (
+            not width_only and blocks != 3 * ((config["depth"] - 2) // 6)):
+        held = f"stem {stem.shape}, {blocks} blocks" if stem is not None else "no stem convolution"
+        raise ValueError(f"{path} is not a readable minibn checkpoint: its metadata says depth {config['depth']}, "
+                         f"width {config['width']}, but its arrays ({held}) do not fit the ResNet-{config['depth']} "
+                         f"of width {config['width']} it describes; the file was edited or damaged: put back the "
+                         f"run's checkpoint, or start the run again")
+
+
 def read_run_checkpoint(out: Path) -> tuple[dict, dict, dict]:
     """read_checkpoint of ``out``/checkpoint.npz, refusing one whose config is not that of ``out``/config.json."""
     checkpoint = out / "checkpoint.npz"
@@ -132,6 +150,7 @@ def read_run_checkpoint(out: Path) -> tuple[dict, dict, dict]:
 
 def model_from_checkpoint(path: Path) -> tuple[Module, dict]:
     meta, model_state, _ = read_checkpoint(path)
+    check_model_size(path, meta["config"], model_state)
     config = TrainConfig(**meta["config"])
     model = cifar_resnet(config.depth, config.width, seed=config.seed)
     set_trainable(model, config.train, seed=config.seed)

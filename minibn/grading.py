@@ -99,8 +99,7 @@ def grade_case(exercise: str, case, sent: dict) -> list[Record]:
     against the reference computed here from the grader's own copy of the inputs."""
     if "status" in sent:  # the student's code raised: it can only fail this way, never pass
         status = str(sent["status"]) if str(sent["status"]) in (NOT_WRITTEN, "fail") else "error"
-        message = printable(str(sent.get("message", ""))[:2 * MESSAGE_LIMIT])[:MESSAGE_LIMIT]
-        return [Record(exercise, case.name, "", status, message=message)]
+        return [Record(exercise, case.name, "", status, message=student_message(sent))]
     sent = {name: array for name, array in sent.items() if array.dtype.kind in "biuf"}  # numbers only
     if isinstance(case, ValueCase):
         return [_compare(exercise, case.name, name, yours, expected) for name, yours, expected in case.expected(sent)]
@@ -114,6 +113,11 @@ def grade_case(exercise: str, case, sent: dict) -> list[Record]:
         records.append(_compare(exercise, case.name, name, sent.get(f"grad {name}"), reference[f"grad {name}"],
                                 **GRADIENT_TOLERANCE))
     return records
+
+
+def student_message(frame: dict) -> str:
+    """The message a student's process sent, printable, at most MESSAGE_LIMIT characters."""
+    return printable(str(frame.get("message", ""))[:2 * MESSAGE_LIMIT])[:MESSAGE_LIMIT]
 
 
 def printable(text: str) -> str:
@@ -139,10 +143,11 @@ def to_json(records: list[tuple[str | None, Record]], seed: int | None = None) -
 
 
 def to_gradescope(files: list[tuple[str, list[Record]]], hints: dict[str, str] | None = None,
-                  seed: int | None = None) -> str:
+                  seed: int | None = None, message: str = "") -> str:
     """Gradescope's results.json: one test per file and check, named "FILE: CHECK" (just the check for
     minibn's own ops), worth 1 point when every input passes, with what went wrong, and the exercise's first
-    hint, as its output. Two files never share a test, so no student's result hides another's."""
+    hint, as its output. Two files never share a test, so no student's result hides another's. ``message``
+    (why nothing was graded, say) leads the results' output."""
     tests = {}
     for file, records in files:
         for r in records:
@@ -156,6 +161,7 @@ def to_gradescope(files: list[tuple[str, list[Record]]], hints: dict[str, str] |
         hint = (hints or {}).get(test.pop("exercise")) if test["status"] == "failed" else None
         test["output"] = (test["output"] + (f"hint: {hint}" if hint else "")).strip() or "passed"
     results = {"score": sum(t["score"] for t in tests.values()), "tests": list(tests.values())}
-    if seed is not None:
-        results["output"] = f"inputs drawn with --seed {seed}"
+    if seed is not None or message:
+        results["output"] = "\n".join(line for line in (message, seed is not None and f"inputs drawn with --seed {seed}")
+                                      if line)
     return json.dumps(results, indent=2)

@@ -40,6 +40,7 @@ class RunFolderError(Exception):
 
 # ---- one writer per folder --------------------------------------------------------------------
 _held: dict[str, int] = {}  # real path of a folder this process has locked -> how many `with` blocks hold it
+_locks: dict[str, "_Lock"] = {}  # the same real path -> its lock, for check_still_locked
 
 
 @contextlib.contextmanager
@@ -59,12 +60,23 @@ def run_folder_lock(folder: Path, create: bool = True):
             _held[key] -= 1
         return
     lock = _acquire(Path(folder), create)
-    _held[key] = 1
+    _held[key], _locks[key] = 1, lock
     try:
         yield folder
     finally:
-        del _held[key]
+        del _held[key], _locks[key]
         lock.release()
+
+
+def check_still_locked(folder: Path) -> None:
+    """Before a write into ``folder``: RunFolderError if this process locked it and what is at its path now is
+    not what it locked (the folder was moved aside, removed or replaced while the run wrote it: a second run
+    may have locked the new one, and two runs would write one folder). A folder not locked here passes."""
+    lock = _locks.get(os.path.realpath(folder))
+    if lock is not None and lock.fd is not None and not _still_there(
+            lock.fd, Path(folder) / LOCK_NAME if lock.on_file else Path(folder)):
+        raise RunFolderError(f"{folder} was moved, removed or replaced while this run wrote it: the run stops and "
+                             f"writes nothing into what is there now")
 
 
 class _Lock:
@@ -219,22 +231,34 @@ def _holder(folder: Path) -> str:
 
 
 # ---- the metrics log ---------------------------------------------------------------------------
+RECORDS_LIMIT = 64 << 20  # bytes of a metrics.jsonl: about 200,000 epochs' lines
+RECORD_NUMBERS = ("train_loss", "test_acc", "seconds")  # in every record; what plot and the summary read
+
+
 def read_records(path: Path) -> tuple[list[dict], bool]:
     """The records of a metrics.jsonl, and whether its last line was torn (a write cut short) and left out.
 
-    A bad line anywhere but at the end is not a torn write: ValueError naming the file and line.
+    A record holds an integer "epoch" and the numbers RECORD_NUMBERS. A bad line anywhere but at the end is not
+    a torn write: ValueError naming the file and line. So is a file
+    over RECORDS_LIMIT bytes (a stray 40 GB file is not read).
     """
     try:
-        lines = Path(path).read_bytes().decode(errors="replace").splitlines()
+        with open(path, "rb") as file:
+            data = file.read(RECORDS_LIMIT + 1)
     except OSError as error:
         raise ValueError(f"cannot read {path} ({error.strerror})") from None
+    if len(data) > RECORDS_LIMIT:
+        raise ValueError(f"{path} is over {RECORDS_LIMIT >> 20} MiB, not a log minibn wrote (one short line an epoch); "
+                         "move it away, or start the run again")
+    lines = data.decode(errors="replace").splitlines()
     records, torn = [], False
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int) or not all(
+                    type(record.get(name)) in (int, float) for name in RECORD_NUMBERS):
                 raise ValueError("not a record")
         except ValueError:
             if number == len(lines):
@@ -247,6 +271,7 @@ def read_records(path: Path) -> tuple[list[dict], bool]:
 
 def write_records(path: Path, records: list[dict]) -> None:
     """Replace the log with ``records``, one JSON line each, atomically (RunFolderError if it fails)."""
+    check_still_locked(path.parent)
     try:
         write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
     except OSError as error:
@@ -261,6 +286,7 @@ def append_record(path: Path, record: dict) -> None:
 
 def write_json(path: Path, value: dict) -> None:
     """config.json or summary.json, atomically (RunFolderError if it fails)."""
+    check_still_locked(path.parent)
     try:
         write_text_atomically(path, json.dumps(value, indent=2) + "\n")
     except OSError as error:

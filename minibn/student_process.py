@@ -99,3 +99,6 @@ def main(backend_name: str, payload: dict) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], dict(np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # "done" is sent: a thread or an exit handler the student's file left behind neither delays nor fails it

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from minibn.class_folder import Submission
-from minibn.grading import Record, grade_case, printable
+from minibn.grading import Record, grade_case, printable, student_message
 
 DEFAULT_TIMEOUT = 60.0   # seconds per file: the reference solutions take about one
 OUTPUT_KEPT = 2000       # bytes of a file's printing kept from its start, and as many from its end
@@ -57,6 +57,8 @@ def grade_file(submission: Submission, cases: dict[str, list], backend_name: str
     if submission.problem:
         return Graded(submission.path, submission.name, exercise,
                       [Record(exercise, FILE_CHECK, "", "error", message=submission.problem)], "")
+    if exercise:  # its top level names the exercise: graded on that one's cases alone, whatever it names later
+        cases = {exercise: cases[exercise]}
     folder = tempfile.mkdtemp(prefix="minibn-grade-")
     try:
         minibn_root = str(Path(__file__).resolve().parents[1])  # the child imports this very minibn
@@ -120,6 +122,9 @@ def _verdicts(frames: list, cases: dict[str, list], exercise: str) -> tuple[list
     for frame in frames:
         if frame is None:
             return [], exercise, False, "sent something that is not a frame of arrays (the grader reads nothing else)"
+        if "exercise" in frame and exercise and str(frame["exercise"]) != exercise:
+            return [], exercise, done, (f"EXERCISE is {printable(str(frame['exercise']))[:40]!r} when the file runs, "
+                                        f"but its top level assigns {exercise!r}: it is graded on that one")
         if "exercise" in frame and str(frame["exercise"]) in cases:
             exercise = str(frame["exercise"])
         elif "case" in frame and frame["case"].shape == () and frame["case"].dtype.kind in "iu":
@@ -127,7 +132,7 @@ def _verdicts(frames: list, cases: dict[str, list], exercise: str) -> tuple[list
         elif "done" in frame:
             done = True
         elif "status" in frame and failed_early is None:  # the file failed before its checks: at import, say
-            failed_early = Record(exercise, FILE_CHECK, "", "error", message=printable(str(frame.get("message", ""))))
+            failed_early = Record(exercise, FILE_CHECK, "", "error", message=student_message(frame))
     if failed_early is not None:
         return [failed_early], exercise, done, None
     records = []

@@ -153,7 +153,7 @@ def out_of_memory(batch_size: int, smallest: int, resumed: bool = False) -> clic
     """The one-line error for running out of memory at ``batch_size``, with advice that can work: half the
     batch while there is a smaller one (``smallest``: 2 to train, as BatchNorm needs 2 images; 1 to evaluate),
     else a smaller model or the CPU. A resumed run keeps its batch size."""
-    if resumed:
+    if resumed and batch_size > smallest:
         return click.ClickException(f"out of memory at batch size {batch_size}, which a resumed run keeps; free "
                                     f"memory (close other programs on this device), or start a new run with "
                                     f"--batch-size {max(batch_size // 2, smallest)}")

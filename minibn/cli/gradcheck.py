@@ -48,12 +48,21 @@ def gradcheck(backend_name, exercise, seed, hint_level, output_format, output, t
     from minibn.submission import Graded
     select_backend(backend_name)
     fast.use(fast_cpu=use_fast_cpu, kernels=use_kernels)
+    if output and output_format == "table":  # the grades would be printed, and the file the user asked for never made
+        raise click.UsageError("--output writes the json or gradescope format; add --format json (or gradescope), or "
+                               "leave --output out to see the table")
     if output:  # checked before grading, not after a class's worth of it
         _check_writable(output)
     interrupted, checked_on = False, backend.backend_name()
     if exercise:
         seed = secrets.randbelow(2**31) if seed is None else seed
-        graded, interrupted = _grade_files(exercise, seed, timeout, output_format)
+        try:
+            graded, interrupted = _grade_files(exercise, seed, timeout, output_format)
+        except click.ClickException as error:  # no submission: Gradescope still gets a results.json saying why
+            if output_format == "gradescope":
+                from minibn.grading import to_gradescope
+                _write(output, to_gradescope([], seed=seed, message=error.message))
+            raise
     else:
         seed = 0 if seed is None else seed
         graded = [Graded("", "", "", [record for check in _library_checks(seed) for record in run_check(check)], "")]

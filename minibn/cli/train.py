@@ -94,9 +94,10 @@ def train(backend_name, depth, width, mode, epochs, batch_size, lr, momentum, we
 
 def resumed_config(asked, out: Path):
     """The checkpoint's config, with a new --lr if one was given; UsageError for any other option that differs."""
-    from minibn.checkpoint import TrainConfig, read_run_checkpoint
+    from minibn.checkpoint import TrainConfig, check_model_size, read_run_checkpoint
     ctx = click.get_current_context()
-    meta, _, _ = read_run_checkpoint(out)
+    meta, model_state, _ = read_run_checkpoint(out)
+    check_model_size(out / "checkpoint.npz", meta["config"], model_state, width_only=True)  # before it is built
     saved = TrainConfig(**meta["config"])
     parameter_of = {"train": "mode"}  # the config's field -> the name of the parameter that sets it
     option_of = {param.name: param.opts[0] for param in ctx.command.params}  # "mode" -> "--train"

@@ -14,7 +14,6 @@ saves a checkpoint and stops, as it does on Ctrl-C and on SIGTERM (scancel, pree
 from __future__ import annotations
 
 import getpass
-import json
 import re
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minibn.launch.runs import RunSpec, finished, local_state
-from minibn.runs import write_json
+from minibn.runs import read_small_json, write_json
 
 MISSING = 'the Slurm launcher needs submitit: pip install "minibn[slurm]"'
 WARNING_SECONDS = 120  # SIGUSR1 this long before the time limit: time to save a checkpoint and stop
@@ -91,7 +90,17 @@ def jobs_file(root: Path) -> Path:
 def read_jobs(root: Path) -> dict[str, str]:
     """Run name -> the Slurm job id of its latest submission (an array task is 1234_5)."""
     path = jobs_file(root)
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        jobs = read_small_json(path)
+    except (OSError, ValueError) as error:  # a stray or damaged file: not a traceback, and no job forgotten silently
+        jobs = error
+    if not isinstance(jobs, dict) or not all(isinstance(v, str) for v in jobs.values()):
+        why = jobs if isinstance(jobs, Exception) else "not a map of run to job id"
+        raise SlurmError(f"{path} is not the list of Slurm jobs this sweep wrote ({why}); check with squeue that "
+                         f"none of its runs is still queued, delete it, and run the same sweep again")
+    return jobs
 
 
 def queue() -> dict[str, str]:
