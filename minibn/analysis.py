@@ -10,7 +10,7 @@ import numpy as np
 from minibn.backend import to_host
 from minibn.files import write_text_atomically
 from minibn.nn import BatchNorm2d, Module
-from minibn.runs import read_records, read_small_json
+from minibn.run_files import read_records, read_small_json
 
 THRESHOLDS = (0.01, 0.05, 0.1)
 PAPER_THRESHOLD = 0.05  # the paper counts a gamma as switched off when |gamma| < 0.05

@@ -16,7 +16,8 @@ import numpy as np
 from minibn.models import MODES, cifar_resnet, set_trainable
 from minibn.nn import Module
 from minibn.optim import SCHEDULES, SGD
-from minibn.runs import RunFolderError, check_still_locked, differences, read_config
+from minibn.runs import RunFolderError, check_still_locked
+from minibn.run_files import differences, read_config
 from minibn.serialization import load, save
 
 

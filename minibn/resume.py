@@ -8,7 +8,7 @@ from pathlib import Path
 from minibn.checkpoint import Progress, TrainConfig, read_run_checkpoint, restore
 from minibn.nn import Module
 from minibn.optim import SGD
-from minibn.runs import differences, read_config, read_records, write_records
+from minibn.run_files import differences, read_config, read_records, write_records
 
 
 def notice(console, text: str) -> None:

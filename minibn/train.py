@@ -24,7 +24,8 @@ from minibn.models import cifar_resnet, set_trainable
 from minibn.nn import Module
 from minibn.optim import SGD, learning_rate
 from minibn.resume import notice, resume_from
-from minibn.runs import RunFolderError, append_record, read_records, run_folder_lock, write_json, write_records
+from minibn.runs import RunFolderError, run_folder_lock
+from minibn.run_files import append_record, read_records, write_json, write_records
 from minibn.stop_signals import StopSignals
 from minibn.tensor import no_grad
 

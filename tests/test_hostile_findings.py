@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from minibn.cli import main
-from minibn.runs import RunFolderError, append_record, run_folder_lock, write_json
+from minibn.runs import RunFolderError, run_folder_lock
+from minibn.run_files import append_record, write_json
 from tests.conftest import BACKEND
 from tests.fake_cifar import make_fake_cifar
 

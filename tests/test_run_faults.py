@@ -391,7 +391,7 @@ def test_a_subset_larger_than_the_data_is_reported(data_dir, tmp_path):
 def test_a_fifo_named_config_json_is_left_out_not_waited_on(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from minibn.runs import read_config
+    from minibn.run_files import read_config
     os.mkfifo(tmp_path / "config.json")  # a plain open() of a FIFO waits for a writer: sweep would hang on it
     with ThreadPoolExecutor(1) as pool:
         read = pool.submit(read_config, tmp_path)

@@ -113,7 +113,7 @@ def resumed_config(asked, out: Path):
 
 def saved_data_dir(out: Path) -> str | None:
     """The data folder the run was trained on, if it is still there (so --resume needs no --data-dir)."""
-    from minibn.runs import read_config
+    from minibn.run_files import read_config
     source = read_config(out).get("data_source")
     return source if isinstance(source, str) and Path(source).is_dir() else None
 

@@ -41,7 +41,7 @@ def finished(spec: RunSpec) -> bool:
 def epochs_done(spec: RunSpec) -> int:
     """Epochs logged in metrics.jsonl (those the checkpoint holds, once a resumed run has tidied the log); a torn
     last line is no epoch, and a log that cannot be read counts 0 (resuming the run says what is wrong with it)."""
-    from minibn.runs import read_records
+    from minibn.run_files import read_records
     metrics = Path(spec.folder) / "metrics.jsonl"
     try:
         return len(read_records(metrics)[0]) if metrics.exists() else 0
@@ -59,7 +59,7 @@ def local_state(spec: RunSpec) -> str:
 def other_settings(spec: RunSpec) -> list[tuple[str, object, object]]:
     """(setting, the run's value, the grid's value) for each setting in which the run in ``spec.folder`` differs
     from the grid's; [] for a run of the grid's settings, or a folder without a config."""
-    from minibn.runs import differences, read_config
+    from minibn.run_files import differences, read_config
     from minibn.train import TrainConfig
     saved = read_config(Path(spec.folder))
     first_change = (saved.get("lr_changes") or [{}])[0]  # after `train --resume --lr`: compare the first lr
@@ -78,7 +78,7 @@ def grid_results(specs: list[RunSpec], root: Path) -> tuple[list[dict], list[tup
     64 images, ...) would otherwise be averaged in as one more seed. Such folders are left out, and said so.
     """
     from minibn.analysis import result_row
-    from minibn.runs import read_config
+    from minibn.run_files import read_config
     grid = {spec.name: spec for spec in specs}
     rows, left_out = [], []
     for folder in sorted(Path(root).iterdir(), key=lambda p: p.name):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minibn.launch.runs import RunSpec, finished, local_state
-from minibn.runs import read_small_json, write_json
+from minibn.run_files import read_small_json, write_json
 
 MISSING = 'the Slurm launcher needs submitit: pip install "minibn[slurm]"'
 WARNING_SECONDS = 120  # SIGUSR1 this long before the time limit: time to save a checkpoint and stop

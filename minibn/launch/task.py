@@ -17,7 +17,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from minibn.launch.runs import RunSpec
-from minibn.runs import read_config
+from minibn.run_files import read_config
 
 
 def load_dataset(spec: RunSpec):
