@@ -110,3 +110,16 @@ def test_bench_checks_its_json_path_before_benchmarking(monkeypatch):
     monkeypatch.setattr(minibn.bench, "run", no_benchmark)
     result = run("bench", "--backend", "numpy", "--json", "/proc/x.json")
     assert result.exit_code == 2 and "cannot write /proc/x.json" in " ".join(result.output.split()), result.output
+
+
+def test_ctrl_c_before_a_command_handles_it_ends_with_130_and_one_line(monkeypatch):
+    """A KeyboardInterrupt that reaches the group (Ctrl-C while a command still imports) is status 130, not
+    click's "Aborted!" with status 1."""
+    from minibn.cli import info as info_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(info_module, "select_backend", interrupted)
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 130, result.output
+    assert "Aborted" not in result.output and "interrupted" in result.output

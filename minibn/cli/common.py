@@ -75,7 +75,20 @@ def select_backend(name: str | None, default: str = "auto") -> None:
         raise click.ClickException(str(error)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """click's group, but Ctrl-C that no command handles (train, sweep and gradcheck save their work first; others,
+    or any while still importing) ends with one line and exit status 130, as a shell command does, not click's
+    "Aborted!" and status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted (Ctrl-C)", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(minibn.__version__, prog_name="minibn")
 def main():
     """minibn: train ResNets on CIFAR-10 with NumPy or CuPy, and train only BatchNorm."""
