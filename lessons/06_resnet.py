@@ -121,7 +121,7 @@ def train(block, fast_cpu=None, dtype=np.float32, depth=depth):
     return losses, model.state_dict()
 
 
-default_path = "the fast CPU path" if fast.fast_cpu_enabled() else "the textbook ops"
+default_path = "the fast CPU path" if fast.switches.fast_cpu else "the textbook ops"
 original, _ = train(BasicBlock)
 edited, _ = train(PreActBlock)
 table(f"ResNet-{depth}, {steps} SGD steps on the same batches, default path ({default_path} on NumPy)",

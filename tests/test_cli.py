@@ -77,7 +77,7 @@ def test_info_says_which_implementation_each_op_runs():
     from minibn import fast
     from minibn.cli.info import _ops_of_a_step
     assert run("info", "--backend", "numpy", "--no-fast-cpu").exit_code == 0
-    assert not fast.fast_cpu_enabled()  # the flag set the switch
+    assert not fast.switches.fast_cpu  # the flag set the switch
     textbook = {op: where for op, where, _ in _ops_of_a_step()}
     fast.use(fast_cpu=True)
     flat = {op: where for op, where, _ in _ops_of_a_step()}

@@ -204,7 +204,7 @@ def test_environment_variable_switches_it_off():
     import os
     import subprocess
     import sys
-    code = "import minibn.fast as f; print(f.fast_cpu_enabled())"
+    code = "import minibn.fast as f; print(f.switches.fast_cpu)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "MINIBN_FAST_CPU": "0"})
     assert out.stdout.strip() == "False"

@@ -166,7 +166,7 @@ def test_both_switches_read_their_environment_variable_the_same_way():
     import os
     import subprocess
     import sys
-    code = "from minibn import fast; print(fast.fast_cpu_enabled(), fast.kernels_enabled())"
+    code = "from minibn import fast; print(fast.switches.fast_cpu, fast.switches.kernels)"
     said = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "MINIBN_FAST_CPU": cpu, "MINIBN_KERNELS": gpu}).stdout.split()
             for cpu, gpu in (("0", "1"), ("1", "0"))]

@@ -75,9 +75,9 @@ def bench(backend_name, depth, mode, batch_size, eval_batch_size, steps, repeats
         record = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "depth": depth,
                   "train": mode, "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                   "steps": steps, "repeats": repeats, "warmup": warmup, "backend": backend.backend_name(),
-                  "kernels": on_gpu and fast.kernels_enabled(),
-                  "fast_cpu": not on_gpu and fast.fast_cpu_enabled(),
-                  "fast_gpu": on_gpu and fast.fast_gpu_enabled() and not fast.kernels_enabled(),
+                  "kernels": on_gpu and fast.switches.kernels,
+                  "fast_cpu": not on_gpu and fast.switches.fast_cpu,
+                  "fast_gpu": on_gpu and fast.switches.fast_gpu and not fast.switches.kernels,
                   "threads": None if on_gpu else fast.settings()["threads"], "math": math_mode, "device": device,
                   "blas": blas, "blas_warnings": blas_warnings,
                   "results": results, "ratio_to_torch": ratios, "time_by_part_ms": parts, "device_ops": device_ops,
@@ -113,10 +113,10 @@ def _write_json(json_path, record: dict) -> None:
 def _path_description(on_gpu: bool) -> str:
     """Which implementation the benchmark's minibn runs, for its first line."""
     if on_gpu:
-        return (" + kernels" if fast.kernels_enabled() else " (flat layout, fast_gpu)" if fast.fast_gpu_enabled()
+        return (" + kernels" if fast.switches.kernels else " (flat layout, fast_gpu)" if fast.switches.fast_gpu
                 else " (textbook ops)")
     count = fast.settings()["threads"]
-    return (f" (fast CPU path, {count} thread{'s' if count > 1 else ''})" if fast.fast_cpu_enabled()
+    return (f" (fast CPU path, {count} thread{'s' if count > 1 else ''})" if fast.switches.fast_cpu
             else " (textbook ops)")
 
 
@@ -149,7 +149,7 @@ def device_operations(depth: int, mode: str, batch_size: int, eval_batch_size: i
     """Print and return the device operations of one training step and one evaluation forward, where they
     can be counted (CuPy's strict stand-in); a real CuPy has no counter, and the line says so."""
     from minibn.opcount import counting_available, step_counts
-    if fast.kernels_enabled() or not counting_available():
+    if fast.switches.kernels or not counting_available():
         why = "the hand-written kernels cannot run in the stand-in" if counting_available() else \
             "a real CuPy has no counter; the test suite's CuPy stand-in counts them"
         console.print(f"device operations per step: not counted ({why})")

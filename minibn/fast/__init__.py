@@ -39,8 +39,7 @@ from minibn.profiler import profiler
 from minibn.tensor import Tensor
 
 __all__ = ["use", "switches", "Switches", "settings", "describe", "ops_run", "implementation", "num_threads",
-           "set_num_threads", "use_fast_cpu", "use_fast_gpu", "use_kernels", "fast_cpu_enabled", "fast_gpu_enabled",
-           "kernels_enabled"]
+           "set_num_threads"]
 
 
 # ---- which version runs: each function takes the op's arguments, and returns None for the textbook op ----
@@ -147,31 +146,7 @@ registry.fast_versions.update(conv2d=conv2d, batch_norm_relu=batch_norm_relu, gl
                               one_off_shapes=one_off_shapes, checks=checks.checks_for_this_backend)
 
 
-# ---- the switches under their old names, and what `minibn info` and `bench --profile` show ----
-def use_fast_cpu(enabled: bool) -> None:
-    use(fast_cpu=enabled)
-
-
-def use_fast_gpu(enabled: bool) -> None:
-    use(fast_gpu=enabled)
-
-
-def use_kernels(enabled: bool) -> None:
-    use(kernels=enabled)
-
-
-def fast_cpu_enabled() -> bool:
-    return switches.fast_cpu
-
-
-def fast_gpu_enabled() -> bool:
-    return switches.fast_gpu
-
-
-def kernels_enabled() -> bool:
-    return switches.kernels
-
-
+# ---- what `minibn info` and `bench --profile` show ----
 def settings() -> dict:
     """The switches as a dict (threads read from the environment if not set yet)."""
     num_threads()
